@@ -1,0 +1,150 @@
+"""The interceptor chain every RPC passes through.
+
+One interceptor does the cross-cutting work in a fixed order: request id -> access check ->
+handler -> error mapping -> one structured log line. Handlers never call `context.abort`
+themselves; they raise domain errors and this module answers with the mapped status. Unknown
+exceptions are logged with their traceback and answered INTERNAL without leaking details.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextvars import ContextVar
+from typing import Any, Protocol
+
+import grpc
+from grpc.aio import AbortError
+
+from server import metrics
+from server.api.errors import rich_status, status_code_for, trailing_metadata
+from server.core import errors
+from server.logs import request_id_var
+
+log = logging.getLogger("server.rpc")
+
+
+class Principal(Protocol):
+    """Who is calling; the auth layer supplies the concrete type."""
+
+    @property
+    def user_id(self) -> str: ...
+
+
+class Authorizer(Protocol):
+    """Decides, before the handler runs, whether the call may proceed (server/auth)."""
+
+    async def authorize(self, method: str, metadata: dict[str, str]) -> Principal | None: ...
+
+
+# The caller of the RPC being served, set by the interceptor; servicers read it.
+principal_var: ContextVar[Principal | None] = ContextVar("principal", default=None)
+
+
+def current_principal() -> Principal:
+    principal = principal_var.get()
+    if principal is None:
+        # The access policy let an anonymous call reach a handler that needs a caller.
+        raise errors.Unauthenticated("authentication required")
+    return principal
+
+
+class CallInterceptor(grpc.aio.ServerInterceptor):
+    # Health and reflection are infrastructure: no auth, no per-call log line.
+    QUIET_PREFIXES = ("/grpc.health.v1.", "/grpc.reflection.")
+
+    def __init__(self, authorizer: Authorizer | None = None) -> None:
+        self._authorizer = authorizer
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler | None]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler | None:
+        handler = await continuation(handler_call_details)
+        method: str = handler_call_details.method
+        if handler is None or method.startswith(self.QUIET_PREFIXES):
+            return handler
+        if handler.unary_unary is not None:
+            return grpc.unary_unary_rpc_method_handler(
+                self._wrap_unary(method, handler.unary_unary),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        if handler.unary_stream is not None:
+            return grpc.unary_stream_rpc_method_handler(
+                self._wrap_stream(method, handler.unary_stream),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        return handler  # no client-streaming RPCs in this API
+
+    def _wrap_unary(self, method: str, inner: Any) -> Any:
+        async def behavior(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+            started = await self._begin(method, context)
+            code = grpc.StatusCode.OK
+            try:
+                return await inner(request, context)
+            except Exception as exc:  # noqa: BLE001 - every failure is mapped, none escapes raw
+                code = self._code_for(method, exc)
+                await self._abort(context, code, exc)
+            finally:
+                self._end(method, started, code)
+
+        return behavior
+
+    def _wrap_stream(self, method: str, inner: Any) -> Any:
+        async def behavior(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
+            started = await self._begin(method, context)
+            code = grpc.StatusCode.OK
+            try:
+                async for response in inner(request, context):
+                    yield response
+            except Exception as exc:  # noqa: BLE001
+                code = self._code_for(method, exc)
+                await self._abort(context, code, exc)
+            finally:
+                self._end(method, started, code)
+
+        return behavior
+
+    async def _begin(self, method: str, context: grpc.aio.ServicerContext[Any, Any]) -> float:
+        metadata = {key: value for key, value in (context.invocation_metadata() or ()) if isinstance(value, str)}
+        # Envoy sets x-request-id on every REST call; gRPC callers may send their own.
+        request_id = metadata.get("x-request-id") or uuid.uuid4().hex
+        request_id_var.set(request_id)
+        principal_var.set(None)
+        started = time.perf_counter()
+        if self._authorizer is not None:
+            try:
+                principal_var.set(await self._authorizer.authorize(method, metadata))
+            except Exception as exc:  # noqa: BLE001
+                code = self._code_for(method, exc)
+                self._end(method, started, code)
+                await self._abort(context, code, exc)
+        return started
+
+    @staticmethod
+    def _code_for(method: str, exc: Exception) -> grpc.StatusCode:
+        if isinstance(exc, AbortError):
+            return grpc.StatusCode.UNKNOWN  # someone aborted by hand; _abort re-raises it
+        if isinstance(exc, errors.DomainError):
+            return status_code_for(exc)
+        log.error("unhandled error in %s", method, exc_info=exc)
+        return grpc.StatusCode.INTERNAL
+
+    @staticmethod
+    async def _abort(context: grpc.aio.ServicerContext[Any, Any], code: grpc.StatusCode, exc: Exception) -> None:
+        if isinstance(exc, AbortError):
+            raise exc
+        # Unknown errors are answered without their text: it may hold internals.
+        message = exc.message if isinstance(exc, errors.DomainError) else "internal error"
+        await context.abort(code, message, trailing_metadata=trailing_metadata(rich_status(code, message, exc)))
+
+    @staticmethod
+    def _end(method: str, started: float, code: grpc.StatusCode) -> None:
+        elapsed = time.perf_counter() - started
+        metrics.observe_rpc(method, code.name, elapsed)
+        log.info("rpc", extra={"method": method, "code": code.name, "ms": round(elapsed * 1000, 2)})

@@ -1,0 +1,155 @@
+"""Configuration, parsed once from the environment into one typed object and validated at start.
+
+The seed's variable names are kept (PORT, MONGO_URI, JWT_SECRET, MQTT_WS_URL, MQTT_USER, ...).
+Nothing reads os.environ at import time: `Settings.from_env(environ)` takes the mapping, so
+tests pass their own. Every problem is reported at once, with the variable's name.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+# Secrets that appear in the seed README or in tutorials: never acceptable in production.
+KNOWN_DEFAULT_SECRETS = frozenset(
+    {"", "supersecret", "secret", "changeme", "change-me", "jwt_secret", "your-secret", "dev"}
+)
+MQTT_SCHEMES = ("mqtt", "mqtts", "tcp", "ssl", "ws", "wss")
+
+
+class SettingsError(ValueError):
+    """One or more configuration problems; the message lists every one of them."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    env: str = "development"
+    port: int = 3000
+    grpc_host: str = "0.0.0.0"  # noqa: S104 - a server is meant to be reachable; override with GRPC_HOST
+    grpc_port: int = 50051
+    data_dir: Path = Path("data")
+    mongo_uri: str = ""
+    jwt_secret: str = field(default="", repr=False)
+    jwt_secret_generated: bool = False
+    jwt_ttl_seconds: int = 3600
+    jwt_issuer: str = "esp32-fleet-control-plane"
+    jwt_audience: str = "esp32-fleet-api"
+    password_min_length: int = 8
+    mqtt_url: str = ""
+    mqtt_user: str = "backend"
+    mqtt_pass: str = field(default="", repr=False)
+    mqtt_share_group: str = "control-plane"
+    mqtt_public_url: str = ""
+    aws_region: str = ""
+    aws_endpoint_url: str = ""
+    s3_bucket: str = ""
+    firmware_url_ttl_seconds: int = 900
+    heartbeat_interval_seconds: float = 30.0
+    offline_after_seconds: float = 90.0
+    heartbeat_flush_seconds: float = 1.0
+    command_timeout_seconds: float = 5.0
+    ota_job_timeout_seconds: float = 1800.0
+    admin_email: str = ""
+    admin_password: str = field(default="", repr=False)
+    admin_username: str = "admin"
+    metrics_port: int = 0
+    shutdown_grace_seconds: float = 10.0
+    log_level: str = "INFO"
+
+    @property
+    def production(self) -> bool:
+        return self.env == "production"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        problems: list[str] = []
+
+        def text(name: str, default: str = "") -> str:
+            return env.get(name, default).strip()
+
+        def number(name: str, default: float, low: float, high: float, kind: type = int) -> float:
+            raw = text(name)
+            if not raw:
+                return default
+            try:
+                value = kind(raw)
+            except ValueError:
+                problems.append(f"{name}={raw!r} is not a{'n integer' if kind is int else ' number'}")
+                return default
+            if not low <= value <= high:
+                problems.append(f"{name}={raw} is out of range [{low:g}, {high:g}]")
+                return default
+            return float(value) if kind is float else value
+
+        def port(name: str, default: int) -> int:
+            return int(number(name, default, 0, 65535))
+
+        mode = (text("ENV") or text("NODE_ENV") or "development").lower()
+        if mode not in ("production", "development", "test"):
+            problems.append(f"ENV/NODE_ENV={mode!r} must be production, development or test")
+
+        jwt_secret = text("JWT_SECRET")
+        generated = False
+        if mode == "production":
+            if jwt_secret.lower() in KNOWN_DEFAULT_SECRETS:
+                problems.append("JWT_SECRET must be set to a strong secret in production (it is unset or a known default)")
+            elif len(jwt_secret) < 32:
+                problems.append("JWT_SECRET must be at least 32 characters in production")
+        elif not jwt_secret:
+            # Development only: tokens die with the process, which is what a developer expects.
+            jwt_secret = secrets.token_urlsafe(48)
+            generated = True
+
+        mqtt_url = text("MQTT_URL") or text("MQTT_WS_URL")
+        if mqtt_url:
+            parts = urlsplit(mqtt_url)
+            if parts.scheme not in MQTT_SCHEMES or not parts.hostname:
+                problems.append(f"MQTT_URL={mqtt_url!r} must look like mqtt://host:1883 (schemes: {', '.join(MQTT_SCHEMES)})")
+
+        admin_email, admin_password = text("ADMIN_EMAIL"), env.get("ADMIN_PASSWORD", "")
+        if bool(admin_email) != bool(admin_password):
+            problems.append("ADMIN_EMAIL and ADMIN_PASSWORD must be set together")
+
+        offline_default = 3 * number("HEARTBEAT_INTERVAL_SECONDS", 30.0, 0.1, 86400, float)
+        settings = cls(
+            env=mode,
+            port=port("PORT", 3000),
+            grpc_host=text("GRPC_HOST", "0.0.0.0") or "0.0.0.0",  # noqa: S104
+            grpc_port=port("GRPC_PORT", 50051),
+            data_dir=Path(text("DATA_DIR") or "data"),
+            mongo_uri=text("MONGO_URI"),
+            jwt_secret=jwt_secret,
+            jwt_secret_generated=generated,
+            jwt_ttl_seconds=int(number("JWT_TTL_SECONDS", 3600, 60, 86400)),
+            password_min_length=int(number("PASSWORD_MIN_LENGTH", 8, 8, 1024)),
+            mqtt_url=mqtt_url,
+            mqtt_user=text("MQTT_USER", "backend") or "backend",
+            mqtt_pass=env.get("MQTT_PASS", ""),
+            mqtt_share_group=text("MQTT_SHARE_GROUP", "control-plane") or "control-plane",
+            mqtt_public_url=text("MQTT_PUBLIC_URL"),
+            aws_region=text("AWS_REGION"),
+            aws_endpoint_url=text("AWS_ENDPOINT_URL"),
+            s3_bucket=text("S3_BUCKET"),
+            firmware_url_ttl_seconds=int(number("FIRMWARE_URL_TTL_SECONDS", 900, 30, 7 * 86400)),
+            heartbeat_interval_seconds=number("HEARTBEAT_INTERVAL_SECONDS", 30.0, 0.1, 86400, float),
+            offline_after_seconds=number("OFFLINE_AFTER_SECONDS", offline_default, 0.1, 7 * 86400, float),
+            heartbeat_flush_seconds=number("HEARTBEAT_FLUSH_SECONDS", 1.0, 0.01, 60, float),
+            command_timeout_seconds=number("COMMAND_TIMEOUT_SECONDS", 5.0, 0.1, 120, float),
+            ota_job_timeout_seconds=number("OTA_JOB_TIMEOUT_SECONDS", 1800.0, 1, 7 * 86400, float),
+            admin_email=admin_email,
+            admin_password=admin_password,
+            admin_username=text("ADMIN_USERNAME", "admin") or "admin",
+            metrics_port=port("METRICS_PORT", 0),
+            shutdown_grace_seconds=number("SHUTDOWN_GRACE_SECONDS", 10.0, 0, 600, float),
+            log_level=(text("LOG_LEVEL", "INFO") or "INFO").upper(),
+        )
+        if settings.log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+            problems.append(f"LOG_LEVEL={settings.log_level!r} must be DEBUG, INFO, WARNING or ERROR")
+        if problems:
+            raise SettingsError("invalid configuration:\n  - " + "\n  - ".join(problems))
+        return settings
