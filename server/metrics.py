@@ -6,12 +6,16 @@ several in-process servers in a test run don't collide on registration.
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 
 RPC_TOTAL = Counter(
-    "grpc_server_handled_total", "RPCs completed, by method and status code", ["method", "code"], registry=REGISTRY
+    "grpc_server_handled_total",
+    "RPCs completed, by method and status code",
+    ["method", "code"],
+    registry=REGISTRY,
 )
 RPC_LATENCY = Histogram(
     "grpc_server_handling_seconds",
@@ -27,6 +31,47 @@ def observe_rpc(method: str, code: str, seconds: float) -> None:
     RPC_LATENCY.labels(method=method).observe(seconds)
 
 
+# ---- MQTT bridge (server/mqtt) -------------------------------------------------------------
+
+MQTT_RECEIVED = Counter(
+    "mqtt_messages_received_total",
+    "Device messages received by the MQTT bridge, by kind (before validation).",
+    ["kind"],
+    registry=REGISTRY,
+)
+MQTT_PUBLISHED = Counter(
+    "mqtt_messages_published_total",
+    "Messages published to devices and acknowledged by the broker, by kind.",
+    ["kind"],
+    registry=REGISTRY,
+)
+MQTT_DROPPED = Counter(
+    "mqtt_messages_dropped_total",
+    "Inbound device messages dropped, by reason (bad topic or payload, unknown or blocked "
+    "device, handler error).",
+    ["reason"],
+    registry=REGISTRY,
+)
+MQTT_CONNECTED = Gauge(
+    "mqtt_connected",
+    "1 while the bridge is connected to the broker and subscribed, else 0.",
+    registry=REGISTRY,
+)
+MQTT_RECONNECTS = Counter(
+    "mqtt_reconnects_total",
+    "Times the bridge lost its broker connection and connected again.",
+    registry=REGISTRY,
+)
+
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+
 def render() -> bytes:
-    """The registry in Prometheus text format."""
+    """The registry in Prometheus text format (serve it with CONTENT_TYPE)."""
     return generate_latest(REGISTRY)
+
+
+def sample(name: str, labels: dict[str, str] | None = None) -> float:
+    """The current value of one sample (0.0 if absent); for tests and the dashboard."""
+    value = REGISTRY.get_sample_value(name, labels or {})
+    return 0.0 if value is None else value

@@ -1,0 +1,300 @@
+"""The MQTT bridge: device messages in (validated, handed to core), commands and OTA jobs out.
+
+One aiomqtt client per connection, opened by `start()`; a supervisor task reconnects with capped
+exponential back-off and jitter and re-subscribes on every connect (the session is clean, so the
+broker holds no state for us). Subscriptions are MQTT 5 shared subscriptions
+(`$share/<group>/devices/+/health`, ...): every control-plane replica uses the same group and the
+broker hands each message to one of them, so replicas split the traffic instead of duplicating it.
+
+Inbound messages are parsed in the listener and handed to a few workers, chosen by device id so a
+device's messages are handled in order while a slow handler for one device doesn't stall the
+rest. Nothing a device sends can stop the bridge: every failure is counted in
+`mqtt_messages_dropped_total{reason}` and logged at a bounded rate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import random
+import ssl
+import uuid
+from typing import Any
+
+import aiomqtt
+
+from server import metrics
+from server.core.errors import InvalidArgument, NotFound, PermissionDenied, Unavailable
+from server.mqtt.connection import make_client, parse_url
+from server.mqtt.payloads import DEFAULT_MAX_PAYLOAD, PayloadError, parse
+from server.mqtt.ratelimit import RateLimitedLogger
+from server.mqtt.topics import (
+    InboundKind,
+    OutboundKind,
+    device_topic,
+    parse_inbound,
+    subscription_filters,
+)
+from server.ports.broker import HealthReport, InboundHandler, OtaStatusReport, StatusReport
+
+log = logging.getLogger(__name__)
+
+_KIND_LABEL = {k: k.name.lower() for k in InboundKind}  # "ota_status", not "ota/status"
+_Job = tuple[str, InboundKind, Any]
+
+
+class MqttBridge:
+    """Implements the DevicePublisher port; feeds an InboundHandler (core)."""
+
+    def __init__(
+        self,
+        url: str,
+        username: str | None,
+        password: str | None,
+        handler: InboundHandler,
+        *,
+        share_group: str | None = "control-plane",
+        client_id_prefix: str = "control-plane",
+        max_payload: int = DEFAULT_MAX_PAYLOAD,
+        workers: int = 4,
+        connect_timeout: float = 5.0,
+        publish_timeout: float = 5.0,
+        backoff_initial: float = 0.2,
+        backoff_max: float = 15.0,
+        keepalive: int = 30,
+        tls_context: ssl.SSLContext | None = None,
+        log_lines_per_minute: int = 5,
+    ) -> None:
+        self._endpoint = parse_url(url)
+        self._username = username
+        self._password = password
+        self._handler = handler
+        self._filters = subscription_filters(share_group)
+        # Stable across reconnects: if the broker still holds a half-open old connection, the
+        # new one with the same id takes over instead of both receiving a share.
+        self._client_id = f"{client_id_prefix}-{uuid.uuid4().hex[:12]}"
+        self._max_payload = max_payload
+        self._connect_timeout = connect_timeout
+        self._publish_timeout = publish_timeout
+        self._backoff_initial = backoff_initial
+        self._backoff_max = backoff_max
+        self._keepalive = keepalive
+        self._tls_context = tls_context
+        self._limited = RateLimitedLogger(log, per_window=log_lines_per_minute)
+        self._queues: list[asyncio.Queue[_Job]] = [
+            asyncio.Queue(maxsize=1000) for _ in range(max(1, workers))
+        ]
+        self._client: aiomqtt.Client | None = None
+        self._connected = asyncio.Event()
+        self._supervisor: asyncio.Task[None] | None = None
+        self._workers: list[asyncio.Task[None]] = []
+        self.connections = 0  # successful connects so far (tests and the dashboard read it)
+
+    # ---- lifecycle -------------------------------------------------------------------------
+
+    async def start(self, wait: float | None = None) -> bool:
+        """Start connecting; return whether connected within `wait` s (default connect_timeout).
+
+        Not being connected yet is not an error: the bridge keeps retrying in the background
+        and publishing raises Unavailable until it succeeds.
+        """
+        if self._supervisor is not None:
+            raise RuntimeError("MqttBridge already started")
+        self._workers = [
+            asyncio.create_task(self._worker(q), name=f"mqtt-worker-{i}")
+            for i, q in enumerate(self._queues)
+        ]
+        self._supervisor = asyncio.create_task(self._run(), name="mqtt-bridge")
+        connected = await self.wait_connected(self._connect_timeout if wait is None else wait)
+        if not connected:
+            log.warning("MQTT broker not reachable yet; retrying in the background")
+        return connected
+
+    async def stop(self, drain: float = 1.0) -> None:
+        """Disconnect cleanly, give queued messages `drain` seconds, then stop the workers."""
+        if self._supervisor is not None:
+            self._supervisor.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._supervisor
+            self._supervisor = None
+        if self._workers:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(drain):
+                    for q in self._queues:
+                        await q.join()
+            for t in self._workers:
+                t.cancel()
+            await asyncio.gather(*self._workers, return_exceptions=True)
+            self._workers = []
+
+    @property
+    def is_connected(self) -> bool:
+        return self._connected.is_set()
+
+    async def wait_connected(self, timeout: float) -> bool:  # noqa: ASYNC109
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                await self._connected.wait()
+        return self._connected.is_set()
+
+    async def _run(self) -> None:
+        backoff = self._backoff_initial
+        while True:
+            client = make_client(
+                self._endpoint,
+                username=self._username,
+                password=self._password,
+                identifier=self._client_id,
+                timeout=self._connect_timeout,
+                keepalive=self._keepalive,
+                tls_context=self._tls_context,
+                max_queued_incoming=10_000,
+            )
+            try:
+                async with client:
+                    await self._subscribe(client)
+                    self._on_connected(client)
+                    backoff = self._backoff_initial
+                    async for message in client.messages:
+                        await self._dispatch(message)
+            except aiomqtt.MqttError as exc:
+                self._limited.log(
+                    logging.WARNING,
+                    "connection",
+                    "MQTT connection to %s:%s failed or lost: %s",
+                    self._endpoint.host,
+                    self._endpoint.port,
+                    exc,
+                )
+            finally:
+                self._client = None
+                self._connected.clear()
+                metrics.MQTT_CONNECTED.set(0)
+            # Full jitter keeps a fleet of replicas from reconnecting in lock-step.
+            await asyncio.sleep(random.uniform(backoff / 2, backoff))  # noqa: S311
+            backoff = min(backoff * 2, self._backoff_max)
+
+    async def _subscribe(self, client: aiomqtt.Client) -> None:
+        granted = await client.subscribe([(f, 1) for f in self._filters])
+        refused = [
+            f
+            for f, rc in zip(self._filters, granted, strict=False)
+            if (getattr(rc, "is_failure", False) or (isinstance(rc, int) and rc >= 0x80))
+        ]
+        if refused:
+            # Usually the backend's ACL: it needs subscribe on devices/# and $share/+/devices/#.
+            raise aiomqtt.MqttError(f"subscription refused by the broker: {refused}")
+
+    def _on_connected(self, client: aiomqtt.Client) -> None:
+        self._client = client
+        self.connections += 1
+        if self.connections > 1:
+            metrics.MQTT_RECONNECTS.inc()
+        metrics.MQTT_CONNECTED.set(1)
+        self._connected.set()
+        log.info(
+            "MQTT bridge connected to %s:%s as %s",
+            self._endpoint.host,
+            self._endpoint.port,
+            self._client_id,
+        )
+
+    # ---- inbound ---------------------------------------------------------------------------
+
+    def _drop(self, reason: str, topic: str, detail: object = "") -> None:
+        metrics.MQTT_DROPPED.labels(reason).inc()
+        self._limited.log(
+            logging.WARNING,
+            reason,
+            "dropped MQTT message on %r (%s) %s",
+            topic[:200],
+            reason,
+            detail,
+        )
+
+    async def _dispatch(self, message: aiomqtt.Message) -> None:
+        topic = message.topic.value
+        parsed = parse_inbound(topic)
+        if parsed is None:
+            metrics.MQTT_RECEIVED.labels("unknown").inc()
+            self._drop("bad_topic", topic)
+            return
+        device_id, kind = parsed
+        metrics.MQTT_RECEIVED.labels(_KIND_LABEL[kind]).inc()
+        if message.retain and kind is not InboundKind.PRESENCE:
+            # A retained heartbeat replayed on subscribe is old news, not a sign of life.
+            self._drop("stale_retained", topic)
+            return
+        payload = message.payload
+        if not isinstance(payload, bytes | bytearray):
+            payload = str(payload).encode() if payload is not None else b""
+        try:
+            report = parse(kind, bytes(payload), self._max_payload)
+        except PayloadError as exc:
+            self._drop(exc.reason, topic, exc.detail)
+            return
+        await self._queues[hash(device_id) % len(self._queues)].put((device_id, kind, report))
+
+    async def _worker(self, queue: asyncio.Queue[_Job]) -> None:
+        while True:
+            device_id, kind, report = await queue.get()
+            try:
+                await self._deliver(device_id, kind, report)
+            finally:
+                queue.task_done()
+
+    async def _deliver(self, device_id: str, kind: InboundKind, report: Any) -> None:
+        topic = f"devices/{device_id}/{kind.value}"
+        try:
+            match kind:
+                case InboundKind.HEALTH:
+                    assert isinstance(report, HealthReport)
+                    await self._handler.on_health(device_id, report)
+                case InboundKind.STATUS:
+                    assert isinstance(report, StatusReport)
+                    await self._handler.on_status(device_id, report)
+                case InboundKind.OTA_STATUS:
+                    assert isinstance(report, OtaStatusReport)
+                    await self._handler.on_ota_status(device_id, report)
+                case InboundKind.PRESENCE:
+                    assert isinstance(report, bool)
+                    await self._handler.on_presence(device_id, report)
+        except NotFound:
+            self._drop("unknown_device", topic)
+        except PermissionDenied:
+            self._drop("blocked_device", topic)
+        except Exception:
+            metrics.MQTT_DROPPED.labels("handler_error").inc()
+            self._limited.log(
+                logging.ERROR,
+                "handler_error",
+                "handler failed for %r",
+                topic,
+                exc_info=True,
+            )
+
+    # ---- outbound (DevicePublisher) --------------------------------------------------------
+
+    async def publish_command(self, device_id: str, payload: dict[str, Any]) -> None:
+        await self._publish(OutboundKind.COMMAND, device_id, payload)
+
+    async def publish_ota(self, device_id: str, payload: dict[str, Any]) -> None:
+        await self._publish(OutboundKind.OTA, device_id, payload)
+
+    async def _publish(self, kind: OutboundKind, device_id: str, payload: dict[str, Any]) -> None:
+        try:
+            topic = device_topic(device_id, kind)
+        except ValueError:
+            raise InvalidArgument(f"invalid device id {device_id!r}") from None
+        data = json.dumps(payload, separators=(",", ":"), allow_nan=False).encode()
+        client = self._client
+        if client is None:
+            raise Unavailable("MQTT broker unavailable")
+        try:
+            # Bounded: if the connection drops before the PUBACK, this times out, never hangs.
+            await client.publish(topic, data, qos=1, timeout=self._publish_timeout)
+        except aiomqtt.MqttError:
+            raise Unavailable("MQTT broker unavailable") from None
+        metrics.MQTT_PUBLISHED.labels(kind.value).inc()

@@ -1,0 +1,215 @@
+"""Strict validation of device payloads into the typed reports of the broker port.
+
+Devices are untrusted: every payload is size-checked before it is decoded, must be a JSON object
+with exactly typed fields (a bool is not an int, a float is not an int), and values must be in
+range. Unknown keys are kept as `extra` only when they are few, short and scalar; anything else
+is silently left out rather than failing the whole message, so newer firmware that adds a field
+still reports. A failure raises PayloadError with a short reason code used as a metric label.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from typing import Any, NoReturn
+
+from server.mqtt.topics import InboundKind
+from server.ports.broker import (
+    HealthReport,
+    LedState,
+    OtaReportStatus,
+    OtaStatusReport,
+    Scalar,
+    StatusReport,
+)
+
+DEFAULT_MAX_PAYLOAD = 8 * 1024
+MAX_EXTRA_KEYS = 8
+MAX_EXTRA_KEY_LEN = 32
+MAX_EXTRA_STR_LEN = 64
+MAX_ID_LEN = 64
+MAX_ERROR_LEN = 256
+VERSION_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+~-]{0,31}")
+_EXTRA_KEY_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*")
+_HEAP_MAX = 2**32  # bytes; larger than any ESP32 (even with PSRAM) could report
+_UPTIME_MAX = 2**40  # seconds
+
+REASONS = (
+    "oversized",
+    "malformed_json",
+    "not_object",
+    "missing_field",
+    "wrong_type",
+    "out_of_range",
+    "bad_value",
+    "bad_topic",
+)
+
+Report = HealthReport | StatusReport | OtaStatusReport | bool
+
+
+class PayloadError(ValueError):
+    """An inbound message that must be dropped; `reason` is one of REASONS."""
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+        self.detail = detail
+
+
+def _fail(reason: str, detail: str = "") -> NoReturn:
+    raise PayloadError(reason, detail)
+
+
+def _reject_constant(name: str) -> NoReturn:
+    _fail("malformed_json", f"{name} is not JSON")
+
+
+def decode_object(payload: bytes, max_size: int = DEFAULT_MAX_PAYLOAD) -> dict[str, Any]:
+    if len(payload) > max_size:
+        _fail("oversized", f"{len(payload)} bytes > {max_size}")
+    try:
+        value = json.loads(payload.decode("utf-8"), parse_constant=_reject_constant)
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        _fail("malformed_json")
+    if not isinstance(value, dict):
+        _fail("not_object", type(value).__name__)
+    return value
+
+
+def _int(obj: dict[str, Any], key: str, lo: int, hi: int, *, required: bool) -> int | None:
+    value = obj.get(key)
+    if value is None:
+        if required:
+            _fail("missing_field", key)
+        return None
+    if type(value) is not int:  # bool is a subclass of int; 1.0 is not an int
+        _fail("wrong_type", f"{key} must be an integer")
+    if not lo <= value <= hi:
+        _fail("out_of_range", f"{key}={value} not in {lo}..{hi}")
+    return value
+
+
+def _str(obj: dict[str, Any], key: str, max_len: int, *, required: bool) -> str | None:
+    value = obj.get(key)
+    if value is None:
+        if required:
+            _fail("missing_field", key)
+        return None
+    if type(value) is not str:
+        _fail("wrong_type", f"{key} must be a string")
+    if not 0 < len(value) <= max_len:
+        _fail("out_of_range", f"{key} must be 1..{max_len} characters")
+    if not value.isprintable():
+        _fail("bad_value", f"{key} has control characters")
+    return value
+
+
+def _version(obj: dict[str, Any], key: str, *, required: bool) -> str | None:
+    value = _str(obj, key, 32, required=required)
+    if value is not None and not VERSION_RE.fullmatch(value):
+        _fail("bad_value", f"{key} is not a version string")
+    return value
+
+
+def _extra(obj: dict[str, Any], known: frozenset[str]) -> dict[str, Scalar]:
+    extra: dict[str, Scalar] = {}
+    for key, value in obj.items():
+        if key in known or len(extra) >= MAX_EXTRA_KEYS:
+            continue
+        if len(key) > MAX_EXTRA_KEY_LEN or not _EXTRA_KEY_RE.fullmatch(key):
+            continue
+        if isinstance(value, bool | int):
+            # Out-of-int64 integers would break every store; such values are noise anyway.
+            if isinstance(value, bool) or -(2**63) <= value < 2**63:
+                extra[key] = value
+        elif isinstance(value, float):
+            if math.isfinite(value):
+                extra[key] = value
+        elif isinstance(value, str) and len(value) <= MAX_EXTRA_STR_LEN and value.isprintable():
+            extra[key] = value
+    return extra
+
+
+_HEALTH_KEYS = frozenset({"fw", "heap", "uptime", "rssi"})
+_STATUS_KEYS = frozenset({"led", "id", "commandId"})
+_OTA_KEYS = frozenset({"jobId", "status", "progress", "error", "version"})
+
+
+def parse_health(payload: bytes, max_size: int = DEFAULT_MAX_PAYLOAD) -> HealthReport:
+    obj = decode_object(payload, max_size)
+    fw = _version(obj, "fw", required=True)
+    heap = _int(obj, "heap", 0, _HEAP_MAX, required=True)
+    uptime = _int(obj, "uptime", 0, _UPTIME_MAX, required=True)
+    rssi = _int(obj, "rssi", -127, 0, required=False)
+    assert fw is not None and heap is not None and uptime is not None
+    return HealthReport(fw, heap, uptime, rssi, _extra(obj, _HEALTH_KEYS))
+
+
+def parse_status(payload: bytes, max_size: int = DEFAULT_MAX_PAYLOAD) -> StatusReport:
+    obj = decode_object(payload, max_size)
+    led_raw = _str(obj, "led", 3, required=False)
+    led: LedState | None = None
+    if led_raw is not None:
+        if led_raw == "ON":
+            led = "ON"
+        elif led_raw == "OFF":
+            led = "OFF"
+        else:
+            _fail("bad_value", "led must be ON or OFF")
+    # Devices echo the command's "id"; "commandId" is accepted as the camelCase spelling.
+    command_id = _str(obj, "commandId", MAX_ID_LEN, required=False)
+    if command_id is None:
+        command_id = _str(obj, "id", MAX_ID_LEN, required=False)
+    return StatusReport(led, command_id, _extra(obj, _STATUS_KEYS))
+
+
+def parse_ota_status(payload: bytes, max_size: int = DEFAULT_MAX_PAYLOAD) -> OtaStatusReport:
+    obj = decode_object(payload, max_size)
+    job_id = _str(obj, "jobId", MAX_ID_LEN, required=True)
+    status_raw = _str(obj, "status", 16, required=True)
+    try:
+        status = OtaReportStatus(str(status_raw))
+    except ValueError:
+        _fail("bad_value", "status must be STARTED, IN_PROGRESS, SUCCESS or FAILED")
+    progress = _int(obj, "progress", 0, 100, required=False)
+    error = _str(obj, "error", MAX_ERROR_LEN, required=False)
+    version = _version(obj, "version", required=False)
+    assert job_id is not None
+    return OtaStatusReport(job_id, status, progress, error, version)
+
+
+def parse_presence(payload: bytes, max_size: int = DEFAULT_MAX_PAYLOAD) -> bool:
+    """`online`/`offline` as plain text (the seed's firmware and its Last Will), or JSON."""
+    if len(payload) > max_size:
+        _fail("oversized", f"{len(payload)} bytes > {max_size}")
+    text = payload.strip()
+    if text in (b"online", b"offline"):
+        return text == b"online"
+    try:
+        value = json.loads(text.decode("utf-8"), parse_constant=_reject_constant)
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        _fail("malformed_json")
+    if isinstance(value, str) and value in ("online", "offline"):
+        return value == "online"
+    if not isinstance(value, dict):
+        _fail("not_object", type(value).__name__)
+    online = value.get("online")
+    if online is None:
+        _fail("missing_field", "online")
+    if type(online) is not bool:
+        _fail("wrong_type", "online must be a boolean")
+    return online
+
+
+def parse(kind: InboundKind, payload: bytes, max_size: int = DEFAULT_MAX_PAYLOAD) -> Report:
+    match kind:
+        case InboundKind.HEALTH:
+            return parse_health(payload, max_size)
+        case InboundKind.STATUS:
+            return parse_status(payload, max_size)
+        case InboundKind.OTA_STATUS:
+            return parse_ota_status(payload, max_size)
+        case InboundKind.PRESENCE:
+            return parse_presence(payload, max_size)
