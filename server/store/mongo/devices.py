@@ -1,0 +1,263 @@
+"""Devices on MongoDB, including the batched heartbeat write."""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from pymongo import ReturnDocument, UpdateOne
+
+from server.core.errors import NotFound
+from server.core.model import Device, DeviceHealth, Heartbeat, LedState
+from server.ports.store import DeviceFilter, DeviceSummary, Page, PageRequest
+from server.store.codec import dump_json, from_us, load_extra, opt_from_us, opt_to_us, to_us
+from server.store.mongo.common import Collection, Doc, keyset_page, translated
+
+UNIQUE = {"_id": "deviceId", "_id_": "deviceId"}
+
+
+def _health_doc(h: DeviceHealth | None) -> Doc | None:
+    if h is None:
+        return None
+    return {
+        "heap": h.heap,
+        "uptime": h.uptime,
+        "rssi": h.rssi,
+        "extra": dump_json(h.extra),
+        "reportedAt": to_us(h.reported_at),
+    }
+
+
+def _health(d: Doc | None) -> DeviceHealth | None:
+    if d is None:
+        return None
+    return DeviceHealth(
+        heap=d["heap"],
+        uptime=d["uptime"],
+        rssi=d["rssi"],
+        extra=load_extra(d["extra"]),
+        reported_at=from_us(d["reportedAt"]),
+    )
+
+
+def _doc(dev: Device) -> Doc:
+    return {
+        "_id": dev.device_id,
+        "owner": dev.owner_id,
+        "name": dev.name,
+        "platform": dev.platform,
+        "firmwareVersion": dev.firmware_version,
+        "led": dev.led.value,
+        "online": dev.online,
+        "lastSeen": opt_to_us(dev.last_seen),
+        "presenceAt": None,
+        "health": _health_doc(dev.health),
+        "blocked": dev.blocked,
+        "brokerUsername": dev.broker_username,
+        "credentialHash": dev.credential_hash,
+        "createdAt": to_us(dev.created_at),
+        "updatedAt": to_us(dev.updated_at),
+    }
+
+
+def _device(d: Doc) -> Device:
+    return Device(
+        device_id=d["_id"],
+        owner_id=d["owner"],
+        name=d["name"],
+        platform=d["platform"],
+        firmware_version=d["firmwareVersion"],
+        led=LedState(d["led"]),
+        online=d["online"],
+        last_seen=opt_from_us(d["lastSeen"]),
+        health=_health(d["health"]),
+        blocked=d["blocked"],
+        broker_username=d["brokerUsername"],
+        credential_hash=d["credentialHash"],
+        created_at=from_us(d["createdAt"]),
+        updated_at=from_us(d["updatedAt"]),
+    )
+
+
+def _heartbeat_op(hb: Heartbeat) -> UpdateOne:
+    """Newer-wins, as on SQLite. An update pipeline, so the online flag can depend on the
+    stored presenceAt in the same atomic write; every value is $literal so that a device's
+    string starting with '$' is never read as a field path."""
+    at = to_us(hb.at)
+    health = _health_doc(DeviceHealth(hb.heap, hb.uptime, hb.rssi, hb.extra, hb.at))
+    fw: Any = {"$literal": hb.firmware_version}
+    if hb.firmware_version is None:
+        fw = "$firmwareVersion"  # keep the stored one
+    newer_than_presence = {"$lte": [{"$ifNull": ["$presenceAt", at]}, at]}
+    return UpdateOne(
+        {"_id": hb.device_id, "$or": [{"lastSeen": None}, {"lastSeen": {"$lte": at}}]},
+        [
+            {
+                "$set": {
+                    "lastSeen": {"$literal": at},
+                    "health": {"$literal": health},
+                    "firmwareVersion": fw,
+                    "online": {"$cond": [newer_than_presence, True, "$online"]},
+                }
+            }
+        ],
+    )
+
+
+class MongoDevices:
+    def __init__(self, coll: Collection) -> None:
+        self._c = coll
+
+    async def create(self, device: Device) -> Device:
+        with translated("a device", UNIQUE):
+            await self._c.insert_one(_doc(device))
+        return device
+
+    async def get(self, device_id: str) -> Device:
+        with translated():
+            d = await self._c.find_one({"_id": device_id})
+        if d is None:
+            raise NotFound("device not found")
+        return _device(d)
+
+    async def delete(self, device_id: str) -> None:
+        with translated():
+            result = await self._c.delete_one({"_id": device_id})
+        if result.deleted_count == 0:
+            raise NotFound("device not found")
+
+    async def list(self, flt: DeviceFilter, page: PageRequest) -> Page[Device]:
+        query: Doc = {}
+        for field, value in (
+            ("owner", flt.owner_id),
+            ("firmwareVersion", flt.firmware_version),
+            ("platform", flt.platform),
+            ("online", flt.online),
+            ("blocked", flt.blocked),
+        ):
+            if value is not None:
+                query[field] = value
+        return await keyset_page(
+            self._c,
+            kind="devices",
+            query=query,
+            sort_field="createdAt",
+            page=page,
+            descending=False,
+            to_item=_device,
+        )
+
+    async def _set(self, device_id: str, fields: dict[str, Any]) -> Device:
+        with translated():
+            d = await self._c.find_one_and_update(
+                {"_id": device_id}, {"$set": fields}, return_document=ReturnDocument.AFTER
+            )
+        if d is None:
+            raise NotFound("device not found")
+        return _device(d)
+
+    async def set_blocked(self, device_id: str, blocked: bool, at: datetime) -> Device:
+        return await self._set(device_id, {"blocked": blocked, "updatedAt": to_us(at)})
+
+    async def set_led(self, device_id: str, led: LedState, at: datetime) -> Device:
+        return await self._set(device_id, {"led": led.value, "updatedAt": to_us(at)})
+
+    async def set_name(self, device_id: str, name: str, at: datetime) -> Device:
+        return await self._set(device_id, {"name": name, "updatedAt": to_us(at)})
+
+    async def set_credentials(
+        self, device_id: str, broker_username: str, credential_hash: str, at: datetime
+    ) -> Device:
+        return await self._set(
+            device_id,
+            {
+                "brokerUsername": broker_username,
+                "credentialHash": credential_hash,
+                "updatedAt": to_us(at),
+            },
+        )
+
+    async def apply_heartbeats(self, heartbeats: Sequence[Heartbeat]) -> int:
+        if not heartbeats:
+            return 0
+        ops = [_heartbeat_op(hb) for hb in heartbeats]
+        with translated():
+            result = await self._c.bulk_write(ops, ordered=False)
+        return result.matched_count
+
+    async def set_online(self, device_id: str, online: bool, at: datetime) -> bool:
+        at_us = to_us(at)
+        update: Doc = {"$set": {"online": online, "presenceAt": at_us}}
+        if online:
+            update["$max"] = {"lastSeen": at_us}  # null or missing counts as older
+        with translated():
+            result = await self._c.update_one(
+                {
+                    "_id": device_id,
+                    "online": {"$ne": online},
+                    "$or": [{"presenceAt": None}, {"presenceAt": {"$lte": at_us}}],
+                },
+                update,
+            )
+            if result.modified_count:
+                return True
+            if await self._c.find_one({"_id": device_id}, {"_id": 1}) is None:
+                raise NotFound("device not found")
+        return False
+
+    async def mark_stale_offline(self, cutoff: datetime, limit: int) -> builtins.list[str]:
+        if limit <= 0:
+            return []
+        stale: Doc = {"online": True, "lastSeen": {"$lt": to_us(cutoff)}}
+        with translated():
+            candidates = (
+                await self._c.find(stale, {"_id": 1}).sort("lastSeen", 1).limit(limit).to_list()
+            )
+
+            # Each flip is its own conditional update, so when replicas race over the same
+            # candidates exactly one of them sees modified_count == 1 for a given device.
+            async def flip(device_id: str) -> str | None:
+                result = await self._c.update_one(
+                    {"_id": device_id, **stale}, {"$set": {"online": False}}
+                )
+                return device_id if result.modified_count else None
+
+            flipped = await asyncio.gather(*(flip(d["_id"]) for d in candidates))
+        return sorted(d for d in flipped if d is not None)
+
+    async def summary(self, owner_id: str | None = None) -> DeviceSummary:
+        match: Doc = {} if owner_id is None else {"owner": owner_id}
+        pipeline: list[Doc] = [
+            {"$match": match},
+            {
+                "$group": {
+                    "_id": {"fw": "$firmwareVersion", "platform": "$platform"},
+                    "n": {"$sum": 1},
+                    "online": {"$sum": {"$cond": ["$online", 1, 0]}},
+                    "blocked": {"$sum": {"$cond": ["$blocked", 1, 0]}},
+                }
+            },
+        ]
+        with translated():
+            rows = await (await self._c.aggregate(pipeline)).to_list()
+        total = online = blocked = 0
+        by_fw: dict[str, int] = {}
+        by_platform: dict[str, int] = {}
+        for r in rows:
+            total += r["n"]
+            online += r["online"]
+            blocked += r["blocked"]
+            fw, platform = r["_id"]["fw"], r["_id"]["platform"]
+            by_fw[fw] = by_fw.get(fw, 0) + r["n"]
+            by_platform[platform] = by_platform.get(platform, 0) + r["n"]
+        return DeviceSummary(
+            devices=total,
+            online=online,
+            offline=total - online,
+            blocked=blocked,
+            by_firmware=by_fw,
+            by_platform=by_platform,
+        )

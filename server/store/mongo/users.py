@@ -1,0 +1,112 @@
+"""Users on MongoDB."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pymongo import ReturnDocument
+
+from server.core.errors import NotFound
+from server.core.model import Role, User
+from server.ports.store import Page, PageRequest, UserFilter
+from server.store.codec import from_us, to_us
+from server.store.mongo.common import Collection, Doc, keyset_page, translated
+
+UNIQUE = {"email": "email", "username": "username", "_id": "userId", "_id_": "userId"}
+
+
+def _doc(u: User) -> Doc:
+    return {
+        "_id": u.user_id,
+        "username": u.username,
+        "email": u.email,
+        "passwordHash": u.password_hash,
+        "role": u.role.value,
+        "blocked": u.blocked,
+        "createdAt": to_us(u.created_at),
+        "updatedAt": to_us(u.updated_at),
+    }
+
+
+def _user(d: Doc) -> User:
+    return User(
+        user_id=d["_id"],
+        username=d["username"],
+        email=d["email"],
+        password_hash=d["passwordHash"],
+        role=Role(d["role"]),
+        blocked=d["blocked"],
+        created_at=from_us(d["createdAt"]),
+        updated_at=from_us(d["updatedAt"]),
+    )
+
+
+class MongoUsers:
+    def __init__(self, coll: Collection) -> None:
+        self._c = coll
+
+    async def create(self, user: User) -> User:
+        with translated("a user", UNIQUE):
+            await self._c.insert_one(_doc(user))
+        return user
+
+    async def _get_by(self, field: str, value: str) -> User:
+        with translated():
+            d = await self._c.find_one({field: value})
+        if d is None:
+            raise NotFound("user not found")
+        return _user(d)
+
+    async def get(self, user_id: str) -> User:
+        return await self._get_by("_id", user_id)
+
+    async def get_by_email(self, email: str) -> User:
+        return await self._get_by("email", email)
+
+    async def get_by_username(self, username: str) -> User:
+        return await self._get_by("username", username)
+
+    async def list(self, flt: UserFilter, page: PageRequest) -> Page[User]:
+        query: Doc = {}
+        if flt.blocked is not None:
+            query["blocked"] = flt.blocked
+        if flt.role is not None:
+            query["role"] = flt.role.value
+        if flt.email_prefix:
+            # a range, not a regex: exact for any unicode prefix and served by the email index
+            query["email"] = {"$gte": flt.email_prefix, "$lt": flt.email_prefix + "\U0010ffff"}
+        return await keyset_page(
+            self._c,
+            kind="users",
+            query=query,
+            sort_field="createdAt",
+            page=page,
+            descending=False,
+            to_item=_user,
+        )
+
+    async def _set(self, user_id: str, fields: dict[str, Any]) -> User:
+        with translated():
+            d = await self._c.find_one_and_update(
+                {"_id": user_id}, {"$set": fields}, return_document=ReturnDocument.AFTER
+            )
+        if d is None:
+            raise NotFound("user not found")
+        return _user(d)
+
+    async def set_blocked(self, user_id: str, blocked: bool, at: datetime) -> User:
+        return await self._set(user_id, {"blocked": blocked, "updatedAt": to_us(at)})
+
+    async def set_role(self, user_id: str, role: Role, at: datetime) -> User:
+        return await self._set(user_id, {"role": role.value, "updatedAt": to_us(at)})
+
+    async def set_password_hash(self, user_id: str, password_hash: str, at: datetime) -> User:
+        return await self._set(user_id, {"passwordHash": password_hash, "updatedAt": to_us(at)})
+
+    async def count_admins(self, active_only: bool = True) -> int:
+        query: Doc = {"role": Role.ADMIN.value}
+        if active_only:
+            query["blocked"] = False
+        with translated():
+            return await self._c.count_documents(query)

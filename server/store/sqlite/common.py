@@ -1,0 +1,66 @@
+"""Helpers the SQLite aggregate modules share: keyset pages and unique-violation mapping."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+from server.core.errors import AlreadyExists
+from server.ports.store import Page, PageRequest
+from server.store.codec import decode_token, encode_token
+from server.store.sqlite.db import IntegrityViolation
+
+T = TypeVar("T")
+Row = sqlite3.Row
+
+
+def already_exists(exc: IntegrityViolation, fields: dict[str, str], what: str) -> AlreadyExists:
+    """Map "UNIQUE constraint failed: users.email" (or an index name) to AlreadyExists."""
+    for marker, field in fields.items():
+        if marker in exc.message:
+            return AlreadyExists(f"{what} with this {field} already exists", field=field)
+    return AlreadyExists(f"{what} already exists")
+
+
+def keyset_page(
+    conn: sqlite3.Connection,
+    *,
+    kind: str,
+    table: str,
+    sort_col: str,
+    id_col: str,
+    where: Sequence[str],
+    params: Sequence[Any],
+    page: PageRequest,
+    descending: bool,
+    to_item: Callable[[Row], T],
+) -> Page[T]:
+    """One page ordered by (sort_col, id_col); the token is the last row's (sort, id)."""
+    limit = page.limit
+    clauses = list(where)
+    args = list(params)
+    if page.token:
+        sort_key, last_id = decode_token(kind, page.token)
+        op = "<" if descending else ">"
+        # a row-value comparison walks the (sort_col, id_col) index from the position
+        clauses.append(f"({sort_col}, {id_col}) {op} (?, ?)")
+        args += [sort_key, last_id]
+    direction = "DESC" if descending else "ASC"
+    sql = f"SELECT * FROM {table}"  # noqa: S608 - identifiers are constants of this package
+    if clauses:
+        sql += " WHERE " + " AND ".join(clauses)
+    sql += f" ORDER BY {sort_col} {direction}, {id_col} {direction} LIMIT ?"
+    args.append(limit + 1)
+    rows = conn.execute(sql, args).fetchall()
+    token = ""
+    if len(rows) > limit:
+        rows = rows[:limit]
+        token = encode_token(kind, rows[-1][sort_col], rows[-1][id_col])
+    return Page([to_item(r) for r in rows], token)
+
+
+def fetch_one(conn: sqlite3.Connection, sql: str, params: Sequence[Any]) -> Row | None:
+    # fetchall: a RETURNING statement must run to completion before the transaction commits
+    rows: list[Row] = conn.execute(sql, params).fetchall()
+    return rows[0] if rows else None

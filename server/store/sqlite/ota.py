@@ -1,0 +1,315 @@
+"""OTA jobs and rollouts on SQLite; status changes are compare-and-set in one UPDATE."""
+
+from __future__ import annotations
+
+import builtins
+import sqlite3
+from collections.abc import Collection, Sequence
+from datetime import datetime
+from typing import Any
+
+from server.core.errors import Conflict, InvalidArgument, NotFound
+from server.core.model import OtaJob, OtaJobStatus, Rollout, RolloutStatus
+from server.ports.store import (
+    MAX_IDS_PER_CALL,
+    OtaJobFilter,
+    Page,
+    PageRequest,
+    RolloutFilter,
+)
+from server.store.codec import from_us, to_us
+from server.store.sqlite.common import Row, already_exists, fetch_one, keyset_page
+from server.store.sqlite.db import Database, IntegrityViolation
+
+_JOB_UNIQUE = {"ota_jobs_one_active": "activeJob", "ota_jobs.device_id": "activeJob",
+               "ota_jobs.job_id": "jobId"}  # fmt: skip
+_ROLLOUT_UNIQUE = {"rollouts_one_active": "activeRollout", "rollouts.platform": "activeRollout",
+                   "rollouts.rollout_id": "rolloutId"}  # fmt: skip
+
+
+def _job(row: Row) -> OtaJob:
+    return OtaJob(
+        job_id=row["job_id"],
+        device_id=row["device_id"],
+        owner_id=row["owner_id"],
+        platform=row["platform"],
+        from_version=row["from_version"],
+        to_version=row["to_version"],
+        status=OtaJobStatus(row["status"]),
+        progress=row["progress"],
+        error=row["error"],
+        rollout_id=row["rollout_id"],
+        created_at=from_us(row["created_at"]),
+        updated_at=from_us(row["updated_at"]),
+    )
+
+
+def _rollout(row: Row) -> Rollout:
+    return Rollout(
+        rollout_id=row["rollout_id"],
+        platform=row["platform"],
+        version=row["version"],
+        status=RolloutStatus(row["status"]),
+        created_by=row["created_by"],
+        batch_size=row["batch_size"],
+        max_failure_ratio=row["max_failure_ratio"],
+        created_at=from_us(row["created_at"]),
+        updated_at=from_us(row["updated_at"]),
+    )
+
+
+def _placeholders(n: int) -> str:
+    return ", ".join("?" * n)
+
+
+def _cas(
+    c: sqlite3.Connection,
+    *,
+    table: str,
+    id_col: str,
+    item_id: str,
+    expected: Collection[str],
+    assignments: str,
+    params: Sequence[Any],
+) -> Row:
+    """UPDATE ... WHERE id = ? AND status IN (expected) RETURNING *, or Conflict/NotFound."""
+    if not expected:
+        raise Conflict(f"{table[:-1]} is not in an expected state")
+    sql = (
+        f"UPDATE {table} SET {assignments} "  # noqa: S608 - constant identifiers
+        f"WHERE {id_col} = ? AND status IN ({_placeholders(len(expected))}) RETURNING *"
+    )
+    row = fetch_one(c, sql, (*params, item_id, *expected))
+    if row is not None:
+        return row
+    current = fetch_one(c, f"SELECT status FROM {table} WHERE {id_col} = ?", (item_id,))  # noqa: S608
+    what = "OTA job" if table == "ota_jobs" else "rollout"
+    if current is None:
+        raise NotFound(f"{what} not found")
+    raise Conflict(f"{what} is {current['status']}, not {' or '.join(sorted(expected))}")
+
+
+class SqliteOtaJobs:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def create(self, job: OtaJob) -> OtaJob:
+        params = (
+            job.job_id,
+            job.device_id,
+            job.owner_id,
+            job.platform,
+            job.from_version,
+            job.to_version,
+            job.status.value,
+            job.progress,
+            job.error,
+            job.rollout_id,
+            to_us(job.created_at),
+            to_us(job.updated_at),
+        )
+        sql = f"INSERT INTO ota_jobs VALUES ({_placeholders(len(params))})"  # noqa: S608
+        try:
+            await self._db.write(lambda c: c.execute(sql, params))
+        except IntegrityViolation as exc:
+            raise already_exists(exc, _JOB_UNIQUE, "an OTA job") from None
+        return job
+
+    async def get(self, job_id: str) -> OtaJob:
+        row = await self._db.read(
+            lambda c: fetch_one(c, "SELECT * FROM ota_jobs WHERE job_id = ?", (job_id,))
+        )
+        if row is None:
+            raise NotFound("OTA job not found")
+        return _job(row)
+
+    async def list(self, flt: OtaJobFilter, page: PageRequest) -> Page[OtaJob]:
+        where: list[str] = []
+        params: list[Any] = []
+        for column, value in (
+            ("device_id", flt.device_id),
+            ("status", flt.status.value if flt.status is not None else None),
+            ("rollout_id", flt.rollout_id),
+            ("owner_id", flt.owner_id),
+        ):
+            if value is not None:
+                where.append(f"{column} = ?")
+                params.append(value)
+
+        def run(c: sqlite3.Connection) -> Page[OtaJob]:
+            return keyset_page(
+                c,
+                kind="ota_jobs",
+                table="ota_jobs",
+                sort_col="created_at",
+                id_col="job_id",
+                where=where,
+                params=params,
+                page=page,
+                descending=True,
+                to_item=_job,
+            )
+
+        return await self._db.read(run)
+
+    async def transition(
+        self,
+        job_id: str,
+        expected: Collection[OtaJobStatus],
+        new_status: OtaJobStatus,
+        *,
+        at: datetime,
+        progress: int | None = None,
+        error: str | None = None,
+    ) -> OtaJob:
+        params = (new_status.value, progress, error, to_us(at))
+        try:
+            row = await self._db.write(
+                lambda c: _cas(
+                    c,
+                    table="ota_jobs",
+                    id_col="job_id",
+                    item_id=job_id,
+                    expected=[s.value for s in expected],
+                    assignments="status = ?, progress = coalesce(?, progress), "
+                    "error = coalesce(?, error), updated_at = ?",
+                    params=params,
+                )
+            )
+        except IntegrityViolation as exc:  # back to an active status beside another active job
+            raise already_exists(exc, _JOB_UNIQUE, "an OTA job") from None
+        return _job(row)
+
+    async def active_for_device(self, device_id: str) -> OtaJob | None:
+        row = await self._db.read(
+            lambda c: fetch_one(
+                c,
+                "SELECT * FROM ota_jobs WHERE device_id = ? "
+                "AND status IN ('STARTED', 'IN_PROGRESS') "
+                "ORDER BY created_at DESC, job_id DESC LIMIT 1",
+                (device_id,),
+            )
+        )
+        return None if row is None else _job(row)
+
+    async def latest_for_devices(self, device_ids: Sequence[str]) -> dict[str, OtaJob]:
+        if len(device_ids) > MAX_IDS_PER_CALL:
+            raise InvalidArgument(f"at most {MAX_IDS_PER_CALL} device ids per call")
+
+        def run(c: sqlite3.Connection) -> dict[str, OtaJob]:
+            found: dict[str, OtaJob] = {}
+            for device_id in dict.fromkeys(device_ids):
+                row = c.execute(
+                    "SELECT * FROM ota_jobs WHERE device_id = ? "
+                    "ORDER BY created_at DESC, job_id DESC LIMIT 1",
+                    (device_id,),
+                ).fetchone()
+                if row is not None:
+                    found[device_id] = _job(row)
+            return found
+
+        return await self._db.read(run)
+
+    async def stale_active(self, cutoff: datetime, limit: int) -> builtins.list[OtaJob]:
+        rows = await self._db.read(
+            lambda c: c.execute(
+                "SELECT * FROM ota_jobs WHERE status IN ('STARTED', 'IN_PROGRESS') "
+                "AND updated_at < ? ORDER BY updated_at, job_id LIMIT ?",
+                (to_us(cutoff), max(limit, 0)),
+            ).fetchall()
+        )
+        return [_job(r) for r in rows]
+
+    async def counts_by_status(self, rollout_id: str) -> dict[OtaJobStatus, int]:
+        rows = await self._db.read(
+            lambda c: c.execute(
+                "SELECT status, count(*) FROM ota_jobs WHERE rollout_id = ? GROUP BY status",
+                (rollout_id,),
+            ).fetchall()
+        )
+        counts = dict.fromkeys(OtaJobStatus, 0)
+        for status, n in rows:
+            counts[OtaJobStatus(status)] = n
+        return counts
+
+
+class SqliteRollouts:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def create(self, rollout: Rollout) -> Rollout:
+        params = (
+            rollout.rollout_id,
+            rollout.platform,
+            rollout.version,
+            rollout.status.value,
+            rollout.created_by,
+            rollout.batch_size,
+            rollout.max_failure_ratio,
+            to_us(rollout.created_at),
+            to_us(rollout.updated_at),
+        )
+        sql = f"INSERT INTO rollouts VALUES ({_placeholders(len(params))})"  # noqa: S608
+        try:
+            await self._db.write(lambda c: c.execute(sql, params))
+        except IntegrityViolation as exc:
+            raise already_exists(exc, _ROLLOUT_UNIQUE, "a rollout") from None
+        return rollout
+
+    async def get(self, rollout_id: str) -> Rollout:
+        row = await self._db.read(
+            lambda c: fetch_one(c, "SELECT * FROM rollouts WHERE rollout_id = ?", (rollout_id,))
+        )
+        if row is None:
+            raise NotFound("rollout not found")
+        return _rollout(row)
+
+    async def list(self, flt: RolloutFilter, page: PageRequest) -> Page[Rollout]:
+        where: list[str] = []
+        params: list[Any] = []
+        if flt.status is not None:
+            where.append("status = ?")
+            params.append(flt.status.value)
+        if flt.platform is not None:
+            where.append("platform = ?")
+            params.append(flt.platform)
+
+        def run(c: sqlite3.Connection) -> Page[Rollout]:
+            return keyset_page(
+                c,
+                kind="rollouts",
+                table="rollouts",
+                sort_col="created_at",
+                id_col="rollout_id",
+                where=where,
+                params=params,
+                page=page,
+                descending=True,
+                to_item=_rollout,
+            )
+
+        return await self._db.read(run)
+
+    async def transition(
+        self,
+        rollout_id: str,
+        expected: Collection[RolloutStatus],
+        new_status: RolloutStatus,
+        *,
+        at: datetime,
+    ) -> Rollout:
+        try:
+            row = await self._db.write(
+                lambda c: _cas(
+                    c,
+                    table="rollouts",
+                    id_col="rollout_id",
+                    item_id=rollout_id,
+                    expected=[s.value for s in expected],
+                    assignments="status = ?, updated_at = ?",
+                    params=(new_status.value, to_us(at)),
+                )
+            )
+        except IntegrityViolation as exc:
+            raise already_exists(exc, _ROLLOUT_UNIQUE, "a rollout") from None
+        return _rollout(row)
