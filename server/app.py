@@ -15,7 +15,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from server.api.interceptors import Authorizer, CallInterceptor
-from server.api.services import SERVICES, ServiceSpec, unimplemented
+from server.api.services import SERVICES, ServiceSpec
 from server.settings import Settings
 
 log = logging.getLogger("server.app")
@@ -24,8 +24,10 @@ MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 
 
 class ControlPlane:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, servicer_overrides: dict[str, Any] | None = None) -> None:
         self.settings = settings
+        # Transport-level tests swap in a servicer by full service name; production passes none.
+        self._overrides = dict(servicer_overrides or {})
         self._server: grpc.aio.Server | None = None
         self._health = health.aio.HealthServicer()
         self.port = 0
@@ -48,10 +50,12 @@ class ControlPlane:
                 ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
             ),
         )
-        implemented = self._servicers()
+        implemented = {**self._servicers(), **self._overrides}
         spec: ServiceSpec
         for spec in SERVICES:
-            servicer = implemented.get(spec.full_name) or unimplemented(spec)()
+            # The generated base servicer raises NotImplementedError: the interceptor answers
+            # UNIMPLEMENTED with the RPC's name, never a fake success.
+            servicer = implemented.get(spec.full_name) or spec.base()
             spec.add_to_server(servicer, server)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         names = [spec.full_name for spec in SERVICES]

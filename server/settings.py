@@ -97,7 +97,9 @@ class Settings:
         generated = False
         if mode == "production":
             if jwt_secret.lower() in KNOWN_DEFAULT_SECRETS:
-                problems.append("JWT_SECRET must be set to a strong secret in production (it is unset or a known default)")
+                problems.append(
+                    "JWT_SECRET must be set to a strong secret in production (it is unset or a known default)"
+                )
             elif len(jwt_secret) < 32:
                 problems.append("JWT_SECRET must be at least 32 characters in production")
         elif not jwt_secret:
@@ -109,7 +111,9 @@ class Settings:
         if mqtt_url:
             parts = urlsplit(mqtt_url)
             if parts.scheme not in MQTT_SCHEMES or not parts.hostname:
-                problems.append(f"MQTT_URL={mqtt_url!r} must look like mqtt://host:1883 (schemes: {', '.join(MQTT_SCHEMES)})")
+                problems.append(
+                    f"MQTT_URL={mqtt_url!r} must look like mqtt://host:1883 (schemes: {', '.join(MQTT_SCHEMES)})"
+                )
 
         admin_email, admin_password = text("ADMIN_EMAIL"), env.get("ADMIN_PASSWORD", "")
         if bool(admin_email) != bool(admin_password):

@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from google.protobuf.descriptor import ServiceDescriptor
-
 from iot.v1 import (
     admin_pb2,
     admin_pb2_grpc,
@@ -84,33 +83,3 @@ SERVICES: tuple[ServiceSpec, ...] = (
 
 def all_method_paths() -> list[str]:
     return [path for spec in SERVICES for path in spec.method_paths()]
-
-
-def unimplemented(spec: ServiceSpec, methods: set[str] | None = None) -> type:
-    """A servicer whose methods (all, or the named ones) answer UNIMPLEMENTED with a message.
-
-    The contract is whole from the start; behaviour lands RPC by RPC. An RPC without its
-    behaviour says so, never pretends to succeed.
-    """
-    from server.core.errors import Unimplemented
-
-    def make(name: str, streaming: bool) -> Callable[..., Any]:
-        message = f"{spec.full_name}.{name} is not implemented yet"
-        if streaming:
-
-            async def stream(self: Any, request: Any, context: Any) -> Any:
-                raise Unimplemented(message)
-                yield  # pragma: no cover - makes this an async generator
-
-            return stream
-
-        async def unary(self: Any, request: Any, context: Any) -> Any:
-            raise Unimplemented(message)
-
-        return unary
-
-    names = {m.name for m in spec.descriptor.methods} if methods is None else methods
-    body = {
-        m.name: make(m.name, m.server_streaming) for m in spec.descriptor.methods if m.name in names
-    }
-    return type(f"Unimplemented{spec.descriptor.name}", (spec.base,), body)

@@ -1,0 +1,105 @@
+"""`make run`'s supervisor as a user runs it: everything up, every seed path answers, Ctrl-C stops all."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from tests.support.net import free_port, http
+from tests.unit.test_proto_contract import SEED_PATHS
+
+
+def listening(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.2)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def processes_mentioning(text: str) -> list[str]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            except OSError:
+                continue
+            if text in cmdline:
+                found.append(cmdline)
+    return found
+
+
+class Stack:
+    def __init__(self, data_dir: Path) -> None:
+        self.ports = {"PORT": free_port(), "GRPC_PORT": free_port(), "MQTT_PORT": free_port()}
+        self.data_dir = data_dir
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("MQTT_", "MONGO_"))}
+        env.update({k: str(v) for k, v in self.ports.items()}, DATA_DIR=str(data_dir), LOG_LEVEL="WARNING")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "tools.stack"], env=env, stderr=subprocess.PIPE, text=True
+        )
+        self.rest = f"http://127.0.0.1:{self.ports['PORT']}"
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        assert self.process.stderr is not None
+        lines = []
+        while time.monotonic() < deadline:
+            line = self.process.stderr.readline()
+            lines.append(line)
+            if "ready;" in line:
+                return
+            if not line and self.process.poll() is not None:
+                break
+        pytest.fail("stack did not become ready:\n" + "".join(lines))
+
+    def stop(self, sig: int = signal.SIGINT) -> int:
+        self.process.send_signal(sig)
+        return self.process.wait(timeout=60)
+
+
+@pytest.fixture
+def stack(tmp_path: Path) -> Iterator[Stack]:
+    s = Stack(tmp_path / "data")
+    try:
+        s.wait_ready()
+        yield s
+    finally:
+        if s.process.poll() is None:
+            s.process.kill()
+            s.process.wait()
+        if s.process.stderr is not None:
+            s.process.stderr.close()
+
+
+def test_run_serves_grpc_rest_and_the_broker_then_stops_cleanly(stack: Stack) -> None:
+    with grpc.insecure_channel(f"127.0.0.1:{stack.ports['GRPC_PORT']}") as channel:
+        reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5)
+        assert reply.status == health_pb2.HealthCheckResponse.SERVING
+    assert listening(stack.ports["MQTT_PORT"])
+    for (verb, template), _rpc in SEED_PATHS.items():
+        path = template.replace("{device_id}", "ABC123").replace("{user_id}", "u1")
+        status, body = http(verb.upper(), stack.rest + path, {} if verb == "post" else None)
+        assert status != 404, f"{verb} {path} is not routed: {body}"
+        assert isinstance(body, dict) and "code" in body and "message" in body
+
+    assert stack.stop(signal.SIGINT) == 0
+    for name, port in stack.ports.items():
+        assert not listening(port), f"{name} {port} still listening after Ctrl-C"
+    assert processes_mentioning(str(stack.data_dir)) == []
+
+
+def test_sigterm_stops_everything_too(stack: Stack) -> None:
+    assert stack.stop(signal.SIGTERM) == 0
+    for port in stack.ports.values():
+        assert not listening(port)
+    assert processes_mentioning(str(stack.data_dir)) == []

@@ -1,0 +1,40 @@
+"""Start the real control plane (in-process) and the real Envoy in front of it, for tests."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from pathlib import Path
+
+from gateway.config import GatewayConfig
+from gateway.launcher import Gateway
+from server.app import ControlPlane
+from server.settings import Settings
+
+
+def make_settings(data_dir: Path, **overrides: str) -> Settings:
+    env = {"ENV": "test", "GRPC_HOST": "127.0.0.1", "GRPC_PORT": "0", "DATA_DIR": str(data_dir), "LOG_LEVEL": "WARNING"}
+    env.update(overrides)
+    return Settings.from_env(env)
+
+
+@asynccontextmanager
+async def running_plane(plane: ControlPlane) -> AsyncIterator[ControlPlane]:
+    await plane.start()
+    try:
+        yield plane
+    finally:
+        await plane.stop(grace=1)
+
+
+@contextmanager
+def running_gateway(grpc_port: int, workdir: Path) -> Iterator[Gateway]:
+    gateway = Gateway(
+        GatewayConfig(listen_port=0, listen_address="127.0.0.1", upstream_host="127.0.0.1", upstream_port=grpc_port),
+        workdir=workdir,
+    )
+    gateway.start()
+    try:
+        yield gateway
+    finally:
+        gateway.stop()

@@ -1,0 +1,54 @@
+from pathlib import Path
+
+import pytest
+
+from server.settings import Settings, SettingsError
+
+
+def test_defaults_follow_the_seed() -> None:
+    s = Settings.from_env({})
+    assert (s.port, s.grpc_port, s.data_dir, s.mongo_uri, s.s3_bucket) == (3000, 50051, Path("data"), "", "")
+    assert not s.production
+    # Development without JWT_SECRET: a random secret, flagged so start-up can warn loudly.
+    assert s.jwt_secret_generated and len(s.jwt_secret) >= 32
+    assert Settings.from_env({}).jwt_secret != s.jwt_secret
+
+
+@pytest.mark.parametrize("mode_var", ["ENV", "NODE_ENV"])
+@pytest.mark.parametrize("secret", [None, "", "supersecret", "changeme"])
+def test_production_refuses_missing_or_default_jwt_secret(mode_var: str, secret: str | None) -> None:
+    env = {mode_var: "production"}
+    if secret is not None:
+        env["JWT_SECRET"] = secret
+    with pytest.raises(SettingsError, match="JWT_SECRET"):
+        Settings.from_env(env)
+
+
+def test_production_refuses_short_secret_and_accepts_strong_one() -> None:
+    with pytest.raises(SettingsError, match="at least 32"):
+        Settings.from_env({"ENV": "production", "JWT_SECRET": "x" * 16})
+    s = Settings.from_env({"NODE_ENV": "production", "JWT_SECRET": "k" * 40})
+    assert s.production and s.jwt_secret == "k" * 40 and not s.jwt_secret_generated
+
+
+def test_every_problem_is_reported_at_once_with_its_variable() -> None:
+    with pytest.raises(SettingsError) as info:
+        Settings.from_env({"PORT": "http", "GRPC_PORT": "70000", "MQTT_URL": "localhost:1883", "ADMIN_EMAIL": "a@b.c"})
+    text = str(info.value)
+    for expected in ("PORT='http'", "GRPC_PORT=70000", "MQTT_URL", "ADMIN_PASSWORD"):
+        assert expected in text
+
+
+def test_seed_mqtt_ws_url_is_honoured_and_mqtt_url_wins() -> None:
+    assert Settings.from_env({"MQTT_WS_URL": "ws://broker:9001"}).mqtt_url == "ws://broker:9001"
+    both = {"MQTT_WS_URL": "ws://broker:9001", "MQTT_URL": "mqtt://other:1883"}
+    assert Settings.from_env(both).mqtt_url == "mqtt://other:1883"
+
+
+def test_offline_timeout_defaults_to_three_heartbeats() -> None:
+    assert Settings.from_env({"HEARTBEAT_INTERVAL_SECONDS": "10"}).offline_after_seconds == 30
+
+
+def test_secrets_stay_out_of_repr() -> None:
+    s = Settings.from_env({"JWT_SECRET": "very-secret-value", "MQTT_PASS": "broker-pass"})
+    assert "very-secret-value" not in repr(s) and "broker-pass" not in repr(s)
