@@ -47,8 +47,7 @@ MQTT_PUBLISHED = Counter(
 )
 MQTT_DROPPED = Counter(
     "mqtt_messages_dropped_total",
-    "Inbound device messages dropped, by reason (bad topic or payload, unknown or blocked "
-    "device, handler error).",
+    "Inbound device messages dropped, by reason (bad topic or payload, unknown or blocked device, handler error).",
     ["reason"],
     registry=REGISTRY,
 )

@@ -77,17 +77,11 @@ class BrokerError(RuntimeError):
 
 def find_executable(name: str) -> str:
     found = shutil.which(name) or next(
-        (
-            str(p)
-            for d in ("/usr/sbin", "/usr/bin", "/usr/local/sbin")
-            if (p := Path(d) / name).exists()
-        ),
+        (str(p) for d in ("/usr/sbin", "/usr/bin", "/usr/local/sbin") if (p := Path(d) / name).exists()),
         None,
     )
     if found is None:
-        raise BrokerError(
-            f"{name} not found. Install Mosquitto: sudo apt-get install mosquitto mosquitto-clients"
-        )
+        raise BrokerError(f"{name} not found. Install Mosquitto: sudo apt-get install mosquitto mosquitto-clients")
     return found
 
 
@@ -101,7 +95,7 @@ def find_dynsec_plugin() -> Path:
             return p
     with contextlib.suppress(OSError, subprocess.SubprocessError):
         listing = subprocess.run(
-            ["dpkg", "-L", "mosquitto"],  # noqa: S607
+            ["dpkg", "-L", "mosquitto"],
             capture_output=True,
             text=True,
             check=False,
@@ -254,9 +248,7 @@ def dynsec_commands(
         state["connack"] = rc
         connected.set()
 
-    def on_subscribe(
-        c: mqtt.Client, _u: Any, _mid: int, rcs: list[ReasonCode], _p: Properties | None
-    ) -> None:
+    def on_subscribe(c: mqtt.Client, _u: Any, _mid: int, rcs: list[ReasonCode], _p: Properties | None) -> None:
         state["suback"] = rcs
         subscribed.set()
 
@@ -306,9 +298,7 @@ def _ensure_ok(responses: list[dict[str, Any]]) -> None:
             raise BrokerError(f"dynsec {r.get('command')} failed: {r['error']}")
 
 
-def ensure_backend(
-    host: str, port: int, *, admin_user: str, admin_pw: str, backend_user: str, backend_pw: str
-) -> None:
+def ensure_backend(host: str, port: int, *, admin_user: str, admin_pw: str, backend_user: str, backend_pw: str) -> None:
     """Create (or repair) the backend role and client; idempotent.
 
     Looks first and sends only what is missing: Mosquitto 2.0 answers a repeated addClientRole
@@ -354,18 +344,12 @@ def ensure_backend(
         )
     else:
         client = client_r["data"]["client"]
-        commands.append(
-            {"command": "setClientPassword", "username": backend_user, "password": backend_pw}
-        )
+        commands.append({"command": "setClientPassword", "username": backend_user, "password": backend_pw})
         if BACKEND_ROLE not in {r.get("rolename") for r in client.get("roles", [])}:
-            commands.append(
-                {"command": "addClientRole", "username": backend_user, "rolename": BACKEND_ROLE}
-            )
+            commands.append({"command": "addClientRole", "username": backend_user, "rolename": BACKEND_ROLE})
         if client.get("disabled"):
             commands.append({"command": "enableClient", "username": backend_user})
-    _ensure_ok(
-        dynsec_commands(host, port, username=admin_user, password=admin_pw, commands=commands)
-    )
+    _ensure_ok(dynsec_commands(host, port, username=admin_user, password=admin_pw, commands=commands))
 
 
 def start_broker(  # noqa: PLR0917 - the signature tools/stack.py and the tests call
@@ -386,7 +370,7 @@ def start_broker(  # noqa: PLR0917 - the signature tools/stack.py and the tests 
     data_dir.chmod(0o700)
     dynsec_file = data_dir / DYNSEC_FILE
     if not dynsec_file.exists():
-        init = subprocess.run(  # noqa: S603 - fixed executable, our own arguments
+        init = subprocess.run(
             [
                 find_executable("mosquitto_ctrl"),
                 "dynsec",
@@ -407,7 +391,7 @@ def start_broker(  # noqa: PLR0917 - the signature tools/stack.py and the tests 
     conf.write_text(render_config(port, data_dir, bind_address=bind_address, ws_port=ws_port))
     log_path = data_dir / "mosquitto.log"
     with log_path.open("ab") as log:
-        proc = subprocess.Popen(  # noqa: S603
+        proc = subprocess.Popen(
             [find_executable("mosquitto"), "-c", str(conf)],
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -415,9 +399,7 @@ def start_broker(  # noqa: PLR0917 - the signature tools/stack.py and the tests 
             start_new_session=True,  # Ctrl-C in a terminal goes to the supervisor, which stops us
         )
     host = _connect_host(bind_address)
-    broker = BrokerProcess(
-        proc, host=host, port=port, data_dir=data_dir, log_path=log_path, ws_port=ws_port
-    )
+    broker = BrokerProcess(proc, host=host, port=port, data_dir=data_dir, log_path=log_path, ws_port=ws_port)
     deadline = time.monotonic() + startup_timeout
     ready = _wait_for_port(proc, host, port, deadline)
     if ready and ws_port is not None:
@@ -425,8 +407,7 @@ def start_broker(  # noqa: PLR0917 - the signature tools/stack.py and the tests 
     if not ready:
         broker.stop()
         raise BrokerError(
-            f"mosquitto did not start on {host}:{port} (exit code {proc.poll()}); "
-            f"log {log_path}:\n{_tail(log_path)}"
+            f"mosquitto did not start on {host}:{port} (exit code {proc.poll()}); log {log_path}:\n{_tail(log_path)}"
         )
     try:
         ensure_backend(

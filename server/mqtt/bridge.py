@@ -83,9 +83,7 @@ class MqttBridge:
         self._keepalive = keepalive
         self._tls_context = tls_context
         self._limited = RateLimitedLogger(log, per_window=log_lines_per_minute)
-        self._queues: list[asyncio.Queue[_Job]] = [
-            asyncio.Queue(maxsize=1000) for _ in range(max(1, workers))
-        ]
+        self._queues: list[asyncio.Queue[_Job]] = [asyncio.Queue(maxsize=1000) for _ in range(max(1, workers))]
         self._client: aiomqtt.Client | None = None
         self._connected = asyncio.Event()
         self._supervisor: asyncio.Task[None] | None = None
@@ -103,8 +101,7 @@ class MqttBridge:
         if self._supervisor is not None:
             raise RuntimeError("MqttBridge already started")
         self._workers = [
-            asyncio.create_task(self._worker(q), name=f"mqtt-worker-{i}")
-            for i, q in enumerate(self._queues)
+            asyncio.create_task(self._worker(q), name=f"mqtt-worker-{i}") for i, q in enumerate(self._queues)
         ]
         self._supervisor = asyncio.create_task(self._run(), name="mqtt-bridge")
         connected = await self.wait_connected(self._connect_timeout if wait is None else wait)

@@ -131,9 +131,7 @@ class DynsecBrokerAdmin:
 
     async def set_device_password(self, device_id: str, password: str) -> None:
         self._check_id(device_id)
-        await self._call_one(
-            {"command": "setClientPassword", "username": device_id, "password": password}
-        )
+        await self._call_one({"command": "setClientPassword", "username": device_id, "password": password})
 
     async def close(self) -> None:
         await self._disconnect()
@@ -159,11 +157,7 @@ class DynsecBrokerAdmin:
         if role_r.get("error"):
             commands.append({"command": "createRole", "rolename": role})
         else:
-            have = {
-                (a["acltype"], a["topic"])
-                for a in role_r["data"]["role"].get("acls", [])
-                if a.get("allow")
-            }
+            have = {(a["acltype"], a["topic"]) for a in role_r["data"]["role"].get("acls", []) if a.get("allow")}
         commands += [
             {"command": "addRoleACL", "rolename": role, "acltype": t, "topic": f, "allow": True}
             for t, f in device_acls(device_id)
@@ -184,13 +178,9 @@ class DynsecBrokerAdmin:
             if roles - {role} or groups:
                 # Someone made this account by hand for another purpose: don't hijack it.
                 raise AlreadyExists(f"broker account {device_id!r} exists", field="deviceId")
-            commands.append(
-                {"command": "setClientPassword", "username": device_id, "password": password}
-            )
+            commands.append({"command": "setClientPassword", "username": device_id, "password": password})
             if role not in roles:
-                commands.append(
-                    {"command": "addClientRole", "username": device_id, "rolename": role}
-                )
+                commands.append({"command": "addClientRole", "username": device_id, "rolename": role})
         for r in await self._call(commands):
             if r.get("error"):
                 raise DynsecError(r.get("command", "?"), r["error"])
@@ -222,9 +212,7 @@ class DynsecBrokerAdmin:
         self._pending[corr] = future
         try:
             async with asyncio.timeout(self._timeout):
-                await client.publish(
-                    DYNSEC_TOPIC, json.dumps({"commands": tagged}), qos=1, timeout=self._timeout
-                )
+                await client.publish(DYNSEC_TOPIC, json.dumps({"commands": tagged}), qos=1, timeout=self._timeout)
                 responses = await future
         except (TimeoutError, aiomqtt.MqttError) as exc:
             await self._disconnect()

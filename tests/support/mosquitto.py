@@ -59,9 +59,7 @@ class BrokerUnderTest:
 @contextlib.contextmanager
 def mosquitto_broker(data_dir: Path) -> Iterator[BrokerUnderTest]:
     port = free_port()
-    process = start_broker(
-        port, data_dir, ADMIN_USER, ADMIN_PASSWORD, BACKEND_USER, BACKEND_PASSWORD
-    )
+    process = start_broker(port, data_dir, ADMIN_USER, ADMIN_PASSWORD, BACKEND_USER, BACKEND_PASSWORD)
     broker = BrokerUnderTest(data_dir, port, process)
     try:
         yield broker
@@ -69,9 +67,7 @@ def mosquitto_broker(data_dir: Path) -> Iterator[BrokerUnderTest]:
         broker.process.stop()
 
 
-async def eventually(
-    predicate: Callable[[], bool], within: float = 3.0, interval: float = 0.02
-) -> bool:
+async def eventually(predicate: Callable[[], bool], within: float = 3.0, interval: float = 0.02) -> bool:
     """Poll `predicate` until it holds or `within` seconds pass; return its last value."""
     deadline = time.monotonic() + within
     while not predicate():
@@ -128,25 +124,17 @@ class DeviceClient:
         assert self._client is not None
         return self._client
 
-    def _on_connect(
-        self, _c: mqtt.Client, _u: Any, _f: Any, rc: ReasonCode, _p: Properties | None
-    ) -> None:
+    def _on_connect(self, _c: mqtt.Client, _u: Any, _f: Any, rc: ReasonCode, _p: Properties | None) -> None:
         self.connack = rc
         self.connected.set()
 
-    def _on_disconnect(
-        self, _c: mqtt.Client, _u: Any, _f: Any, rc: ReasonCode, _p: Properties | None
-    ) -> None:
+    def _on_disconnect(self, _c: mqtt.Client, _u: Any, _f: Any, rc: ReasonCode, _p: Properties | None) -> None:
         self.disconnected.set()
 
-    def _on_subscribe(
-        self, _c: mqtt.Client, _u: Any, mid: int, rcs: list[ReasonCode], _p: Properties | None
-    ) -> None:
+    def _on_subscribe(self, _c: mqtt.Client, _u: Any, mid: int, rcs: list[ReasonCode], _p: Properties | None) -> None:
         self.subacks[mid] = rcs
 
-    def _on_publish(
-        self, _c: mqtt.Client, _u: Any, mid: int, rc: ReasonCode, _p: Properties | None
-    ) -> None:
+    def _on_publish(self, _c: mqtt.Client, _u: Any, mid: int, rc: ReasonCode, _p: Properties | None) -> None:
         self.pubacks[mid] = rc
 
     def _on_message(self, _c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
