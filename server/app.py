@@ -14,34 +14,86 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from server.api.admin import AdminServicer
+from server.api.auth import AuthServicer
 from server.api.interceptors import Authorizer, CallInterceptor
 from server.api.services import SERVICES, ServiceSpec
+from server.auth.authorizer import PolicyAuthorizer
+from server.auth.passwords import Passwords
+from server.auth.tokens import Tokens
+from server.core.activity import ActivityLog
+from server.core.users import Users
+from server.ports.clock import Clock, SystemClock
+from server.ports.store import Store
 from server.settings import Settings
+from server.store.factory import open_store
 
 log = logging.getLogger("server.app")
 
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 
 
+def make_users(settings: Settings, store: Store, activity: ActivityLog, clock: Clock) -> Users:
+    tokens = Tokens(settings.jwt_secret, settings.jwt_issuer, settings.jwt_audience, settings.jwt_ttl_seconds)
+    return Users(store.users, Passwords(), tokens, activity, clock, min_password_length=settings.password_min_length)
+
+
+async def create_admin(settings: Settings, email: str, password: str, username: str) -> str:
+    """`python -m server create-admin`: create or promote an admin in the configured store."""
+    store = await open_store(settings.mongo_uri or None, settings.data_dir)
+    try:
+        clock = SystemClock()
+        users = make_users(settings, store, ActivityLog(store.activity, clock), clock)
+        return (await users.ensure_admin(email, password, username)).user_id
+    finally:
+        await store.close()
+
+
 class ControlPlane:
-    def __init__(self, settings: Settings, servicer_overrides: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        servicer_overrides: dict[str, Any] | None = None,
+        clock: Clock | None = None,
+    ) -> None:
         self.settings = settings
         # Transport-level tests swap in a servicer by full service name; production passes none.
         self._overrides = dict(servicer_overrides or {})
+        self.clock = clock or SystemClock()
         self._server: grpc.aio.Server | None = None
         self._health = health.aio.HealthServicer()
+        self._store: Store | None = None
         self.port = 0
 
-    def _servicers(self) -> dict[str, Any]:
-        """The servicer for each service; services without behaviour yet answer UNIMPLEMENTED."""
-        return {}
+    @property
+    def store(self) -> Store:
+        if self._store is None:
+            raise RuntimeError("the control plane is not started")
+        return self._store
 
-    def _authorizer(self) -> Authorizer | None:
-        return None
+    async def _build(self) -> tuple[dict[str, Any], Authorizer]:
+        """Adapters -> core -> servicers. Returns the servicer per service and the access check."""
+        s = self.settings
+        self._store = store = await open_store(s.mongo_uri or None, s.data_dir)
+        self.activity = activity = ActivityLog(store.activity, self.clock)
+        self.users = users = make_users(s, store, activity, self.clock)
+        if s.admin_email:
+            admin = await users.ensure_admin(s.admin_email, s.admin_password, s.admin_username)
+            log.info("admin account ready", extra={"user_id": admin.user_id})
+        servicers: dict[str, Any] = {
+            "iot.v1.AuthService": AuthServicer(users),
+            "iot.v1.AdminService": AdminServicer(users, activity),
+        }
+        return servicers, PolicyAuthorizer(users)
 
     async def start(self) -> int:
+        try:
+            servicers, authorizer = await self._build()
+        except BaseException:
+            await self._close_adapters()
+            raise
         server = grpc.aio.server(
-            interceptors=(CallInterceptor(self._authorizer()),),
+            interceptors=(CallInterceptor(authorizer),),
             options=(
                 ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
                 ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
@@ -50,7 +102,7 @@ class ControlPlane:
                 ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
             ),
         )
-        implemented = {**self._servicers(), **self._overrides}
+        implemented = {**servicers, **self._overrides}
         spec: ServiceSpec
         for spec in SERVICES:
             # The generated base servicer raises NotImplementedError: the interceptor answers
@@ -85,4 +137,10 @@ class ControlPlane:
         await self._health.enter_graceful_shutdown()
         await self._server.stop(grace)
         self._server = None
+        await self._close_adapters()
         log.info("grpc stopped")
+
+    async def _close_adapters(self) -> None:
+        if self._store is not None:
+            await self._store.close()
+            self._store = None

@@ -21,34 +21,39 @@ from grpc.aio import AbortError
 from server import metrics
 from server.api.errors import rich_status, status_code_for, trailing_metadata
 from server.core import errors
+from server.core.caller import Caller
 from server.logs import request_id_var
 
 log = logging.getLogger("server.rpc")
 
 
-class Principal(Protocol):
-    """Who is calling; the auth layer supplies the concrete type."""
-
-    @property
-    def user_id(self) -> str: ...
-
-
 class Authorizer(Protocol):
     """Decides, before the handler runs, whether the call may proceed (server/auth)."""
 
-    async def authorize(self, method: str, metadata: dict[str, str]) -> Principal | None: ...
+    async def authorize(self, method: str, metadata: dict[str, str]) -> Caller | None: ...
 
 
 # The caller of the RPC being served, set by the interceptor; servicers read it.
-principal_var: ContextVar[Principal | None] = ContextVar("principal", default=None)
+caller_var: ContextVar[Caller | None] = ContextVar("caller", default=None)
+# The client's address: the last X-Forwarded-For hop (the one Envoy appended), else the peer.
+client_address_var: ContextVar[str] = ContextVar("client_address", default="")
 
 
-def current_principal() -> Principal:
-    principal = principal_var.get()
-    if principal is None:
+def client_address(metadata: dict[str, str], peer: str) -> str:
+    forwarded = metadata.get("x-forwarded-for", "")
+    if forwarded:
+        return forwarded.split(",")[-1].strip()
+    # grpc peers look like "ipv4:127.0.0.1:5555" or "ipv6:[::1]:5555"
+    kind, _, rest = peer.partition(":")
+    return rest.rsplit(":", 1)[0].strip("[]") if kind in ("ipv4", "ipv6") else peer
+
+
+def current_caller() -> Caller:
+    caller = caller_var.get()
+    if caller is None:
         # The access policy let an anonymous call reach a handler that needs a caller.
         raise errors.Unauthenticated("authentication required")
-    return principal
+    return caller
 
 
 class CallInterceptor(grpc.aio.ServerInterceptor):
@@ -115,11 +120,12 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
         # Envoy sets x-request-id on every REST call; gRPC callers may send their own.
         request_id = metadata.get("x-request-id") or uuid.uuid4().hex
         request_id_var.set(request_id)
-        principal_var.set(None)
+        client_address_var.set(client_address(metadata, context.peer() or ""))
+        caller_var.set(None)
         started = time.perf_counter()
         if self._authorizer is not None:
             try:
-                principal_var.set(await self._authorizer.authorize(method, metadata))
+                caller_var.set(await self._authorizer.authorize(method, metadata))
             except Exception as exc:
                 code = self._code_for(method, exc)
                 self._end(method, started, code)

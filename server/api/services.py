@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from google.protobuf.descriptor import ServiceDescriptor
+
 from iot.v1 import (
     admin_pb2,
     admin_pb2_grpc,

@@ -11,12 +11,12 @@ import pytest
 from google.rpc import error_details_pb2, status_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
-from iot.v1 import ota_pb2, ota_pb2_grpc
 
+from iot.v1 import ota_pb2, ota_pb2_grpc
 from server.api.services import SERVICES
 from server.app import ControlPlane
 from server.core import errors
-from tests.support.servers import make_settings, running_plane
+from tests.support.servers import make_settings, running_plane, user_token
 
 
 class ScriptedOta(ota_pb2_grpc.OtaServiceServicer):
@@ -67,19 +67,23 @@ async def test_reflection_lists_every_service(plane: ControlPlane) -> None:
 
 
 async def test_unimplemented_rpc_says_so_with_its_name(plane: ControlPlane) -> None:
-    from iot.v1 import auth_pb2, auth_pb2_grpc
-
+    token = await user_token(plane)
     async with grpc.aio.insecure_channel(f"127.0.0.1:{plane.port}") as channel:
         with pytest.raises(grpc.aio.AioRpcError) as info:
-            await auth_pb2_grpc.AuthServiceStub(channel).WhoAmI(auth_pb2.WhoAmIRequest())
+            await ota_pb2_grpc.OtaServiceStub(channel).StartUpdate(
+                ota_pb2.StartUpdateRequest(device_id="d1"), metadata=(("authorization", f"Bearer {token}"),)
+            )
     assert info.value.code() == grpc.StatusCode.UNIMPLEMENTED
-    assert "AuthService.WhoAmI is not implemented yet" in (info.value.details() or "")
+    assert "OtaService.StartUpdate is not implemented yet" in (info.value.details() or "")
 
 
 async def check(plane: ControlPlane, device_id: str) -> grpc.aio.AioRpcError:
+    token = await user_token(plane, f"u{device_id}")
     async with grpc.aio.insecure_channel(f"127.0.0.1:{plane.port}") as channel:
         with pytest.raises(grpc.aio.AioRpcError) as info:
-            await ota_pb2_grpc.OtaServiceStub(channel).CheckUpdate(ota_pb2.CheckUpdateRequest(device_id=device_id))
+            await ota_pb2_grpc.OtaServiceStub(channel).CheckUpdate(
+                ota_pb2.CheckUpdateRequest(device_id=device_id), metadata=(("authorization", f"Bearer {token}"),)
+            )
     return info.value
 
 
@@ -106,9 +110,14 @@ async def test_unknown_exceptions_are_internal_without_leaking_text(plane: Contr
 async def test_shutdown_drains_in_flight_calls(tmp_path: Path) -> None:
     plane = ControlPlane(make_settings(tmp_path), {"iot.v1.OtaService": scripted_ota()})
     await plane.start()
+    token = await user_token(plane)
     async with grpc.aio.insecure_channel(f"127.0.0.1:{plane.port}") as channel:
         stub = ota_pb2_grpc.OtaServiceStub(channel)
-        in_flight = asyncio.ensure_future(stub.CheckUpdate(ota_pb2.CheckUpdateRequest(device_id="slow")))
+        in_flight = asyncio.ensure_future(
+            stub.CheckUpdate(
+                ota_pb2.CheckUpdateRequest(device_id="slow"), metadata=(("authorization", f"Bearer {token}"),)
+            )
+        )
         await asyncio.sleep(0.1)
         await plane.stop(grace=5)
         reply = await in_flight

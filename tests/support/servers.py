@@ -38,3 +38,12 @@ def running_gateway(grpc_port: int, workdir: Path) -> Iterator[Gateway]:
         yield gateway
     finally:
         gateway.stop()
+
+
+async def user_token(plane: ControlPlane, name: str = "alice", admin: bool = False) -> str:
+    """Register (through core) and log in a user of the running plane; returns a bearer token."""
+    from server.core.model import Role
+
+    email = f"{name}@example.com"
+    await plane.users.register(name, email, "correct horse battery", role=Role.ADMIN if admin else Role.USER)
+    return (await plane.users.login(email, "correct horse battery")).token
