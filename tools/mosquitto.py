@@ -352,7 +352,7 @@ def ensure_backend(host: str, port: int, *, admin_user: str, admin_pw: str, back
     _ensure_ok(dynsec_commands(host, port, username=admin_user, password=admin_pw, commands=commands))
 
 
-def start_broker(  # noqa: PLR0917 - the signature tools/stack.py and the tests call
+def start_broker(
     port: int,
     data_dir: Path,
     admin_user: str,

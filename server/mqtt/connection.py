@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import ssl
 from dataclasses import dataclass
 from typing import Literal
@@ -68,6 +69,7 @@ def make_client(
     tls_context: ssl.SSLContext | None = None,
     will: aiomqtt.Will | None = None,
     max_queued_incoming: int | None = None,
+    logger: logging.Logger | None = None,
 ) -> aiomqtt.Client:
     """An MQTT 5 client with a clean session (subscriptions are re-made on every connect)."""
     if endpoint.tls and tls_context is None:
@@ -90,4 +92,5 @@ def make_client(
         properties=props,
         will=will,
         max_queued_incoming_messages=max_queued_incoming,
+        logger=logger,
     )
