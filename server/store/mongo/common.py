@@ -62,9 +62,7 @@ async def keyset_page(
     if page.token:
         sort_key, last_id = decode_token(kind, page.token)
         op = "$lt" if descending else "$gt"
-        after = {
-            "$or": [{sort_field: {op: sort_key}}, {sort_field: sort_key, "_id": {op: last_id}}]
-        }
+        after = {"$or": [{sort_field: {op: sort_key}}, {sort_field: sort_key, "_id": {op: last_id}}]}
         query = {"$and": [query, after]} if query else after
     direction = -1 if descending else 1
     with translated():

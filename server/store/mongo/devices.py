@@ -168,9 +168,7 @@ class MongoDevices:
     async def set_name(self, device_id: str, name: str, at: datetime) -> Device:
         return await self._set(device_id, {"name": name, "updatedAt": to_us(at)})
 
-    async def set_credentials(
-        self, device_id: str, broker_username: str, credential_hash: str, at: datetime
-    ) -> Device:
+    async def set_credentials(self, device_id: str, broker_username: str, credential_hash: str, at: datetime) -> Device:
         return await self._set(
             device_id,
             {
@@ -213,16 +211,12 @@ class MongoDevices:
             return []
         stale: Doc = {"online": True, "lastSeen": {"$lt": to_us(cutoff)}}
         with translated():
-            candidates = (
-                await self._c.find(stale, {"_id": 1}).sort("lastSeen", 1).limit(limit).to_list()
-            )
+            candidates = await self._c.find(stale, {"_id": 1}).sort("lastSeen", 1).limit(limit).to_list()
 
             # Each flip is its own conditional update, so when replicas race over the same
             # candidates exactly one of them sees modified_count == 1 for a given device.
             async def flip(device_id: str) -> str | None:
-                result = await self._c.update_one(
-                    {"_id": device_id, **stale}, {"$set": {"online": False}}
-                )
+                result = await self._c.update_one({"_id": device_id, **stale}, {"$set": {"online": False}})
                 return device_id if result.modified_count else None
 
             flipped = await asyncio.gather(*(flip(d["_id"]) for d in candidates))

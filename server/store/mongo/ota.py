@@ -236,9 +236,7 @@ class MongoOtaJobs:
             return []
         with translated():
             docs = (
-                await self._c.find(
-                    {"status": {"$in": _ACTIVE_JOB}, "updatedAt": {"$lt": to_us(cutoff)}}
-                )
+                await self._c.find({"status": {"$in": _ACTIVE_JOB}, "updatedAt": {"$lt": to_us(cutoff)}})
                 .sort([("updatedAt", 1), ("_id", 1)])
                 .limit(limit)
                 .to_list()

@@ -34,9 +34,7 @@ INDEXES: dict[str, list[IndexModel]] = {
     ],
     # the device id is the _id: unique by the _id index
     "devices": [
-        IndexModel(
-            [("owner", ASCENDING), ("createdAt", ASCENDING), ("_id", ASCENDING)], name="owner"
-        ),
+        IndexModel([("owner", ASCENDING), ("createdAt", ASCENDING), ("_id", ASCENDING)], name="owner"),
         IndexModel([("createdAt", ASCENDING), ("_id", ASCENDING)], name="created"),
         IndexModel([("online", ASCENDING), ("lastSeen", ASCENDING)], name="online_lastSeen"),
         IndexModel([("lastSeen", ASCENDING)], name="lastSeen"),
@@ -52,14 +50,10 @@ INDEXES: dict[str, list[IndexModel]] = {
         IndexModel([("status", ASCENDING), ("updatedAt", ASCENDING)], name="status"),
         IndexModel([("rolloutId", ASCENDING), ("status", ASCENDING)], name="rollout"),
         IndexModel([("createdAt", DESCENDING), ("_id", DESCENDING)], name="created"),
-        IndexModel(
-            [("owner", ASCENDING), ("createdAt", DESCENDING), ("_id", DESCENDING)], name="owner"
-        ),
+        IndexModel([("owner", ASCENDING), ("createdAt", DESCENDING), ("_id", DESCENDING)], name="owner"),
     ],
     "rollouts": [
-        IndexModel(
-            [("activePlatform", ASCENDING)], unique=True, sparse=True, name="one_active_rollout"
-        ),
+        IndexModel([("activePlatform", ASCENDING)], unique=True, sparse=True, name="one_active_rollout"),
         IndexModel([("createdAt", DESCENDING), ("_id", DESCENDING)], name="created"),
     ],
     "activity": [

@@ -38,9 +38,7 @@ class SqliteActivity:
             dump_json(entry.details),
         )
         try:
-            await self._db.write(
-                lambda c: c.execute("INSERT INTO activity VALUES (?, ?, ?, ?, ?, ?)", params)
-            )
+            await self._db.write(lambda c: c.execute("INSERT INTO activity VALUES (?, ?, ?, ?, ?, ?)", params))
         except IntegrityViolation:
             raise AlreadyExists("an activity entry with this id exists", field="entryId") from None
 

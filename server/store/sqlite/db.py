@@ -73,8 +73,7 @@ class Database:
     async def open(self) -> None:
         if sqlite3.sqlite_version_info < MIN_SQLITE:
             raise Unavailable(
-                f"SQLite {sqlite3.sqlite_version} is too old; "
-                f"{'.'.join(map(str, MIN_SQLITE))} or newer is needed"
+                f"SQLite {sqlite3.sqlite_version} is too old; {'.'.join(map(str, MIN_SQLITE))} or newer is needed"
             )
 
         def setup() -> None:

@@ -118,17 +118,13 @@ class SqliteDevices:
         return device
 
     async def get(self, device_id: str) -> Device:
-        row = await self._db.read(
-            lambda c: fetch_one(c, "SELECT * FROM devices WHERE device_id = ?", (device_id,))
-        )
+        row = await self._db.read(lambda c: fetch_one(c, "SELECT * FROM devices WHERE device_id = ?", (device_id,)))
         if row is None:
             raise NotFound("device not found")
         return _device(row)
 
     async def delete(self, device_id: str) -> None:
-        n = await self._db.write(
-            lambda c: c.execute("DELETE FROM devices WHERE device_id = ?", (device_id,)).rowcount
-        )
+        n = await self._db.write(lambda c: c.execute("DELETE FROM devices WHERE device_id = ?", (device_id,)).rowcount)
         if n == 0:
             raise NotFound("device not found")
 
@@ -172,9 +168,7 @@ class SqliteDevices:
         return _device(row)
 
     async def set_blocked(self, device_id: str, blocked: bool, at: datetime) -> Device:
-        return await self._update(
-            device_id, "blocked = ?, updated_at = ?", (int(blocked), to_us(at))
-        )
+        return await self._update(device_id, "blocked = ?, updated_at = ?", (int(blocked), to_us(at)))
 
     async def set_led(self, device_id: str, led: LedState, at: datetime) -> Device:
         return await self._update(device_id, "led = ?, updated_at = ?", (led.value, to_us(at)))
@@ -182,9 +176,7 @@ class SqliteDevices:
     async def set_name(self, device_id: str, name: str, at: datetime) -> Device:
         return await self._update(device_id, "name = ?, updated_at = ?", (name, to_us(at)))
 
-    async def set_credentials(
-        self, device_id: str, broker_username: str, credential_hash: str, at: datetime
-    ) -> Device:
+    async def set_credentials(self, device_id: str, broker_username: str, credential_hash: str, at: datetime) -> Device:
         return await self._update(
             device_id,
             "broker_username = ?, credential_hash = ?, updated_at = ?",

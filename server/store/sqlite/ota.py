@@ -116,9 +116,7 @@ class SqliteOtaJobs:
         return job
 
     async def get(self, job_id: str) -> OtaJob:
-        row = await self._db.read(
-            lambda c: fetch_one(c, "SELECT * FROM ota_jobs WHERE job_id = ?", (job_id,))
-        )
+        row = await self._db.read(lambda c: fetch_one(c, "SELECT * FROM ota_jobs WHERE job_id = ?", (job_id,)))
         if row is None:
             raise NotFound("OTA job not found")
         return _job(row)
@@ -200,8 +198,7 @@ class SqliteOtaJobs:
             found: dict[str, OtaJob] = {}
             for device_id in dict.fromkeys(device_ids):
                 row = c.execute(
-                    "SELECT * FROM ota_jobs WHERE device_id = ? "
-                    "ORDER BY created_at DESC, job_id DESC LIMIT 1",
+                    "SELECT * FROM ota_jobs WHERE device_id = ? ORDER BY created_at DESC, job_id DESC LIMIT 1",
                     (device_id,),
                 ).fetchone()
                 if row is not None:
@@ -257,9 +254,7 @@ class SqliteRollouts:
         return rollout
 
     async def get(self, rollout_id: str) -> Rollout:
-        row = await self._db.read(
-            lambda c: fetch_one(c, "SELECT * FROM rollouts WHERE rollout_id = ?", (rollout_id,))
-        )
+        row = await self._db.read(lambda c: fetch_one(c, "SELECT * FROM rollouts WHERE rollout_id = ?", (rollout_id,)))
         if row is None:
             raise NotFound("rollout not found")
         return _rollout(row)

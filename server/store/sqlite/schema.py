@@ -108,9 +108,7 @@ def migrate(conn: sqlite3.Connection) -> int:
     try:
         found = int(conn.execute("PRAGMA user_version").fetchone()[0])
         if found > SCHEMA_VERSION:
-            raise SchemaTooNew(
-                f"database schema version {found} is newer than this server's {SCHEMA_VERSION}"
-            )
+            raise SchemaTooNew(f"database schema version {found} is newer than this server's {SCHEMA_VERSION}")
         for version in range(found, SCHEMA_VERSION):
             for statement in MIGRATIONS[version]:
                 conn.execute(statement)

@@ -45,9 +45,7 @@ class SqliteUsers:
             to_us(user.updated_at),
         )
         try:
-            await self._db.write(
-                lambda c: c.execute("INSERT INTO users VALUES (?, ?, ?, ?, ?, ?, ?, ?)", params)
-            )
+            await self._db.write(lambda c: c.execute("INSERT INTO users VALUES (?, ?, ?, ?, ?, ?, ?, ?)", params))
         except IntegrityViolation as exc:
             raise already_exists(exc, _UNIQUE, "a user") from None
         return user
@@ -112,9 +110,7 @@ class SqliteUsers:
         return await self._update(user_id, "role = ?, updated_at = ?", (role.value, to_us(at)))
 
     async def set_password_hash(self, user_id: str, password_hash: str, at: datetime) -> User:
-        return await self._update(
-            user_id, "password_hash = ?, updated_at = ?", (password_hash, to_us(at))
-        )
+        return await self._update(user_id, "password_hash = ?, updated_at = ?", (password_hash, to_us(at)))
 
     async def count_admins(self, active_only: bool = True) -> int:
         sql = "SELECT count(*) FROM users WHERE role = 'ADMIN'"
