@@ -7,22 +7,35 @@ then closes what was opened, in reverse order.
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from typing import Any
+from typing import Any, cast
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from server import metrics
 from server.api.admin import AdminServicer
 from server.api.auth import AuthServicer
+from server.api.dashboard import DashboardServicer
+from server.api.devices import DeviceServicer
 from server.api.interceptors import Authorizer, CallInterceptor
 from server.api.services import SERVICES, ServiceSpec
 from server.auth.authorizer import PolicyAuthorizer
 from server.auth.passwords import Passwords
 from server.auth.tokens import Tokens
 from server.core.activity import ActivityLog
+from server.core.dashboard import Dashboard
+from server.core.devices import BrokerAddress, Devices
+from server.core.fleet_events import DeviceEventHub
+from server.core.heartbeats import HeartbeatWriter
+from server.core.presence import OfflineSweeper
 from server.core.users import Users
+from server.mqtt.bridge import MqttBridge
+from server.mqtt.connection import parse_url
+from server.mqtt.provisioning import DynsecBrokerAdmin
+from server.ports.broker import BrokerAdmin
 from server.ports.clock import Clock, SystemClock
 from server.ports.store import Store
 from server.settings import Settings
@@ -31,6 +44,19 @@ from server.store.factory import open_store
 log = logging.getLogger("server.app")
 
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+# How long start() waits for the broker before serving anyway (the bridge keeps retrying).
+MQTT_START_WAIT_SECONDS = 2.0
+# Broker account names a device id may never take over (the backend's own is added by the admin).
+RESERVED_BROKER_USERNAMES = ("admin",)
+
+
+def broker_address(settings: Settings) -> BrokerAddress:
+    """Where devices connect: MQTT_PUBLIC_URL if set, else MQTT_URL, without any credentials."""
+    url = settings.mqtt_public_url or settings.mqtt_url
+    endpoint = parse_url(url)
+    scheme = url.split("://", 1)[0].lower()
+    host = f"[{endpoint.host}]" if ":" in endpoint.host else endpoint.host
+    return BrokerAddress(endpoint.host, endpoint.port, f"{scheme}://{host}:{endpoint.port}{endpoint.ws_path or ''}")
 
 
 def make_users(settings: Settings, store: Store, activity: ActivityLog, clock: Clock) -> Users:
@@ -64,6 +90,13 @@ class ControlPlane:
         self._health = health.aio.HealthServicer()
         self._store: Store | None = None
         self.port = 0
+        # The device side: present once built; the MQTT parts only when MQTT_URL is set.
+        self.device_events = DeviceEventHub(on_drop=metrics.DEVICE_EVENTS_DROPPED.inc)
+        self.bridge: MqttBridge | None = None
+        self.broker_admin: DynsecBrokerAdmin | None = None
+        self.sweeper: OfflineSweeper | None = None
+        self.metrics_server: metrics.MetricsServer | None = None
+        self.heartbeat_writer: HeartbeatWriter | None = None
 
     @property
     def store(self) -> Store:
@@ -80,11 +113,60 @@ class ControlPlane:
         if s.admin_email:
             admin = await users.ensure_admin(s.admin_email, s.admin_password, s.admin_username)
             log.info("admin account ready", extra={"user_id": admin.user_id})
+        self.devices = devices = await self._build_devices(store, activity)
         servicers: dict[str, Any] = {
             "iot.v1.AuthService": AuthServicer(users),
-            "iot.v1.AdminService": AdminServicer(users, activity),
+            "iot.v1.AdminService": AdminServicer(users, activity, devices),
+            "iot.v1.DeviceService": DeviceServicer(devices),
+            "iot.v1.DashboardService": DashboardServicer(Dashboard(store)),
         }
         return servicers, PolicyAuthorizer(users)
+
+    async def _build_devices(self, store: Store, activity: ActivityLog) -> Devices:
+        """Devices over MQTT: provisioning, the bridge, the offline sweep, the metrics endpoint."""
+        s = self.settings
+        if s.metrics_port > 0:
+            self.metrics_server = metrics.MetricsServer(s.grpc_host, s.metrics_port)
+            port = self.metrics_server.start()
+            log.info("metrics serving", extra={"address": f"{s.grpc_host}:{port}"})
+        address = broker_address(s) if s.mqtt_url else None
+        if address is not None:
+            self.broker_admin = DynsecBrokerAdmin(
+                s.mqtt_url,
+                s.mqtt_user,
+                s.mqtt_pass or None,
+                device_host=address.host,
+                device_port=address.port,
+                reserved_usernames=RESERVED_BROKER_USERNAMES,
+            )
+        self.heartbeat_writer = HeartbeatWriter(store.devices, interval=s.heartbeat_flush_seconds)
+        await self.heartbeat_writer.start()
+        devices = Devices(
+            store.devices,
+            activity,
+            self.clock,
+            self.device_events,
+            # cast: DynsecBrokerAdmin.create_device_client returns the credentials, the port None.
+            broker=cast(BrokerAdmin | None, self.broker_admin),
+            address=address,
+            heartbeats=self.heartbeat_writer,
+            command_timeout=s.command_timeout_seconds,
+        )
+        if address is not None:
+            self.bridge = MqttBridge(
+                s.mqtt_url, s.mqtt_user, s.mqtt_pass or None, devices, share_group=s.mqtt_share_group
+            )
+            devices.attach_publisher(self.bridge)
+            await self.bridge.start(wait=MQTT_START_WAIT_SECONDS)
+        self.sweeper = OfflineSweeper(
+            store.devices,
+            self.clock,
+            s.offline_after_seconds,
+            devices.on_swept_offline,
+            on_online_count=metrics.DEVICES_ONLINE.set,
+        )
+        self.sweeper.start()
+        return devices
 
     async def start(self) -> int:
         try:
@@ -135,12 +217,30 @@ class ControlPlane:
         grace = self.settings.shutdown_grace_seconds if grace is None else grace
         # Tell load balancers first, so no new calls are routed here while we drain.
         await self._health.enter_graceful_shutdown()
+        self.device_events.close()  # watch streams end now rather than at the grace deadline
         await self._server.stop(grace)
         self._server = None
         await self._close_adapters()
         log.info("grpc stopped")
 
     async def _close_adapters(self) -> None:
+        # Reverse order of _build: no more sweeps or device messages, then broker connections,
+        # then the store last (pending heartbeat writes need it).
+        if self.sweeper is not None:
+            await self.sweeper.stop()
+            self.sweeper = None
+        if self.bridge is not None:
+            await self.bridge.stop()
+            self.bridge = None
+        if self.heartbeat_writer is not None:
+            await self.heartbeat_writer.stop()  # flushes what the bridge handed over
+            self.heartbeat_writer = None
+        if self.broker_admin is not None:
+            await self.broker_admin.close()
+            self.broker_admin = None
+        if self.metrics_server is not None:
+            await asyncio.to_thread(self.metrics_server.stop)
+            self.metrics_server = None
         if self._store is not None:
             await self._store.close()
             self._store = None

@@ -6,7 +6,10 @@ several in-process servers in a test run don't collide on registration.
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+import threading
+from wsgiref.simple_server import WSGIServer
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, start_http_server
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 REGISTRY = CollectorRegistry(auto_describe=True)
@@ -62,7 +65,48 @@ MQTT_RECONNECTS = Counter(
     registry=REGISTRY,
 )
 
+# ---- devices (server/core/devices.py, presence.py) ------------------------------------------
+
+DEVICES_ONLINE = Gauge(
+    "devices_online",
+    "Devices currently online, fleet-wide (refreshed by every offline sweep).",
+    registry=REGISTRY,
+)
+DEVICE_EVENTS_DROPPED = Counter(
+    "device_events_dropped_total",
+    "Device events a slow WatchDeviceEvents subscriber lost (its oldest queued ones).",
+    registry=REGISTRY,
+)
+
 CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+
+class MetricsServer:
+    """The Prometheus endpoint (`/metrics`), served by prometheus_client's own HTTP server in
+    a daemon thread: scraping never waits on the event loop, and stop() closes the socket."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self._host = host
+        self._port = port
+        self._server: WSGIServer | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def port(self) -> int:
+        return self._server.server_port if self._server is not None else 0
+
+    def start(self) -> int:
+        self._server, self._thread = start_http_server(self._port, addr=self._host, registry=REGISTRY)
+        return self.port
+
+    def stop(self) -> None:
+        server, thread = self._server, self._thread
+        self._server = self._thread = None
+        if server is not None:
+            server.shutdown()  # returns once serve_forever has left its loop (<= 0.5 s)
+            server.server_close()
+        if thread is not None:
+            thread.join(timeout=5)
 
 
 def render() -> bytes:

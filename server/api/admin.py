@@ -1,4 +1,4 @@
-"""AdminService: users and the activity log (fleet-wide devices land with the device core)."""
+"""AdminService: users, fleet-wide devices and the activity log."""
 
 from __future__ import annotations
 
@@ -8,14 +8,16 @@ from iot.v1 import admin_pb2, admin_pb2_grpc
 from server.api import convert
 from server.api.interceptors import current_caller
 from server.core.activity import ActivityLog
+from server.core.devices import Devices
 from server.core.users import Users
-from server.ports.store import ActivityFilter, UserFilter
+from server.ports.store import ActivityFilter, DeviceFilter, UserFilter
 
 
 class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
-    def __init__(self, users: Users, activity: ActivityLog) -> None:
+    def __init__(self, users: Users, activity: ActivityLog, devices: Devices) -> None:
         self._users = users
         self._activity = activity
+        self._devices = devices
 
     async def ListUsers(self, request: admin_pb2.ListUsersRequest, context: Any) -> admin_pb2.ListUsersResponse:
         flt = UserFilter(
@@ -51,9 +53,25 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
             entries=[convert.activity(e) for e in page.items], next_page_token=page.next_page_token
         )
 
-    # Fleet-wide device administration arrives with the device core (the devices issue).
-    async def ListDevices(self, request: Any, context: Any) -> Any:
-        raise NotImplementedError
+    async def ListDevices(
+        self, request: admin_pb2.AdminServiceListDevicesRequest, context: Any
+    ) -> admin_pb2.AdminServiceListDevicesResponse:
+        flt = DeviceFilter(
+            owner_id=request.owner_id or None,
+            online=request.online if request.HasField("online") else None,
+            firmware_version=request.firmware_version or None,
+            blocked=request.blocked if request.HasField("blocked") else None,
+            platform=request.platform or None,
+        )
+        page_request = convert.page_request(request.page_size, request.page_token)
+        page = await self._devices.list(current_caller(), flt, page_request, fleet=True)
+        return admin_pb2.AdminServiceListDevicesResponse(
+            devices=[convert.device(d) for d in page.items], next_page_token=page.next_page_token
+        )
 
-    async def SetDeviceBlocked(self, request: Any, context: Any) -> Any:
-        raise NotImplementedError
+    async def SetDeviceBlocked(
+        self, request: admin_pb2.SetDeviceBlockedRequest, context: Any
+    ) -> admin_pb2.SetDeviceBlockedResponse:
+        blocked = request.blocked if request.HasField("blocked") else True
+        device = await self._devices.set_blocked(current_caller(), request.device_id, blocked)
+        return admin_pb2.SetDeviceBlockedResponse(device=convert.device(device))

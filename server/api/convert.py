@@ -7,8 +7,9 @@ from datetime import UTC, datetime
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from iot.v1 import common_pb2
+from server.core.devices import IssuedCredentials
 from server.core.errors import InvalidArgument
-from server.core.model import ActivityEntry, Role, User
+from server.core.model import ActivityEntry, Device, DeviceHealth, LedState, OtaJobStatus, Role, User
 from server.ports.store import PageRequest
 
 ROLE_TO_PB = {Role.USER: common_pb2.USER, Role.ADMIN: common_pb2.ADMIN}
@@ -58,3 +59,61 @@ def activity(e: ActivityEntry) -> common_pb2.ActivityEntry:
     return common_pb2.ActivityEntry(
         entry_id=e.entry_id, time=timestamp(e.time), actor=e.actor, action=e.action, target=e.target, details=e.details
     )
+
+
+LED_TO_PB = {
+    LedState.ON: common_pb2.ON,
+    LedState.OFF: common_pb2.OFF,
+    LedState.UNKNOWN: common_pb2.LED_STATE_UNSPECIFIED,
+}
+OTA_TO_PB = {
+    OtaJobStatus.STARTED: common_pb2.STARTED,
+    OtaJobStatus.IN_PROGRESS: common_pb2.IN_PROGRESS,
+    OtaJobStatus.SUCCESS: common_pb2.SUCCESS,
+    OtaJobStatus.FAILED: common_pb2.FAILED,
+}
+
+
+def led_from_pb(value: int) -> LedState:
+    if value == common_pb2.ON:
+        return LedState.ON
+    if value == common_pb2.OFF:
+        return LedState.OFF
+    raise InvalidArgument('state must be "ON" or "OFF"')
+
+
+def device_health(h: DeviceHealth) -> common_pb2.DeviceHealth:
+    return common_pb2.DeviceHealth(
+        heap=h.heap or 0,
+        uptime=h.uptime or 0,
+        rssi=h.rssi,
+        reported_at=timestamp(h.reported_at),
+        # JSON scalars as text; booleans the JSON way ("true"), not Python's ("True").
+        extra={
+            k: ("true" if v else "false") if isinstance(v, bool) else str(v)
+            for k, v in h.extra.items()
+            if v is not None
+        },
+    )
+
+
+def device(d: Device, ota_status: OtaJobStatus | None = None) -> common_pb2.Device:
+    # Field by field: the credential hash has no field to land in, by design.
+    return common_pb2.Device(
+        device_id=d.device_id,
+        name=d.name,
+        owner_id=d.owner_id,
+        platform=d.platform,
+        firmware_version=d.firmware_version,
+        led=LED_TO_PB[d.led],
+        online=d.online,
+        last_seen=timestamp(d.last_seen),
+        health=device_health(d.health) if d.health is not None else None,
+        blocked=d.blocked,
+        created_at=timestamp(d.created_at),
+        ota_status=OTA_TO_PB[ota_status] if ota_status is not None else common_pb2.OTA_JOB_STATUS_UNSPECIFIED,
+    )
+
+
+def mqtt_credentials(c: IssuedCredentials) -> common_pb2.MqttCredentials:
+    return common_pb2.MqttCredentials(username=c.username, password=c.password, host=c.host, port=c.port, url=c.url)

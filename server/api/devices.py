@@ -1,0 +1,90 @@
+"""DeviceService: a user's own devices (an admin's: any device), thin over core.devices."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+from iot.v1 import device_pb2, device_pb2_grpc
+from server.api import convert
+from server.api.interceptors import current_caller
+from server.core.devices import Devices
+from server.core.fleet_events import DeviceEventKind
+from server.ports.store import DeviceFilter
+
+EVENT_KIND_TO_PB = {
+    DeviceEventKind.ONLINE: device_pb2.DEVICE_ONLINE,
+    DeviceEventKind.OFFLINE: device_pb2.DEVICE_OFFLINE,
+    DeviceEventKind.HEALTH: device_pb2.DEVICE_HEALTH,
+    DeviceEventKind.STATUS: device_pb2.DEVICE_STATUS,
+    DeviceEventKind.REGISTERED: device_pb2.DEVICE_REGISTERED,
+    DeviceEventKind.DELETED: device_pb2.DEVICE_DELETED,
+    DeviceEventKind.BLOCKED: device_pb2.DEVICE_BLOCKED,
+    DeviceEventKind.UNBLOCKED: device_pb2.DEVICE_UNBLOCKED,
+}
+
+
+class DeviceServicer(device_pb2_grpc.DeviceServiceServicer):
+    def __init__(self, devices: Devices) -> None:
+        self._devices = devices
+
+    async def RegisterDevice(
+        self, request: device_pb2.RegisterDeviceRequest, context: Any
+    ) -> device_pb2.RegisterDeviceResponse:
+        reg = await self._devices.register(current_caller(), request.device_id, request.name, request.platform)
+        return device_pb2.RegisterDeviceResponse(
+            device=convert.device(reg.device), mqtt=convert.mqtt_credentials(reg.credentials)
+        )
+
+    async def ListDevices(self, request: device_pb2.ListDevicesRequest, context: Any) -> device_pb2.ListDevicesResponse:
+        flt = DeviceFilter(
+            online=request.online if request.HasField("online") else None,
+            firmware_version=request.firmware_version or None,
+        )
+        page = await self._devices.list(
+            current_caller(), flt, convert.page_request(request.page_size, request.page_token)
+        )
+        return device_pb2.ListDevicesResponse(
+            devices=[convert.device(d) for d in page.items], next_page_token=page.next_page_token
+        )
+
+    async def GetDevice(self, request: device_pb2.GetDeviceRequest, context: Any) -> device_pb2.GetDeviceResponse:
+        device = await self._devices.get(current_caller(), request.device_id)
+        return device_pb2.GetDeviceResponse(device=convert.device(device))
+
+    async def DeleteDevice(
+        self, request: device_pb2.DeleteDeviceRequest, context: Any
+    ) -> device_pb2.DeleteDeviceResponse:
+        await self._devices.delete(current_caller(), request.device_id)
+        return device_pb2.DeleteDeviceResponse()
+
+    async def SetLed(self, request: device_pb2.SetLedRequest, context: Any) -> device_pb2.SetLedResponse:
+        state = convert.led_from_pb(request.state)
+        timeout = request.timeout_ms / 1000 if request.timeout_ms > 0 else None
+        result = await self._devices.set_led(current_caller(), request.device_id, state, timeout)
+        return device_pb2.SetLedResponse(
+            command_id=result.command_id, acknowledged=result.acknowledged, state=convert.LED_TO_PB[result.state]
+        )
+
+    async def RotateCredentials(
+        self, request: device_pb2.RotateCredentialsRequest, context: Any
+    ) -> device_pb2.RotateCredentialsResponse:
+        creds = await self._devices.rotate_credentials(current_caller(), request.device_id)
+        return device_pb2.RotateCredentialsResponse(mqtt=convert.mqtt_credentials(creds))
+
+    async def WatchDeviceEvents(
+        self, request: device_pb2.WatchDeviceEventsRequest, context: Any
+    ) -> AsyncIterator[device_pb2.WatchDeviceEventsResponse]:
+        events = await self._devices.watch(current_caller(), request.device_id)
+        try:
+            # Headers go out once subscribed: a client awaiting them knows it misses nothing after.
+            await context.send_initial_metadata(())
+            async for event in events:
+                yield device_pb2.WatchDeviceEventsResponse(
+                    kind=EVENT_KIND_TO_PB[event.kind],
+                    device_id=event.device_id,
+                    time=convert.timestamp(event.time),
+                    device=convert.device(event.device) if event.device is not None else None,
+                )
+        finally:
+            events.close()

@@ -1,0 +1,31 @@
+"""The fleet overview: a page of the caller's devices (an admin's: every device), each with its
+latest OTA status, and totals computed by the store (not from the page)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from server.core.caller import Caller
+from server.core.model import Device, OtaJobStatus
+from server.ports.store import DeviceFilter, DeviceSummary, Page, PageRequest, Store
+
+
+@dataclass(frozen=True)
+class DashboardView:
+    devices: Page[Device]
+    ota_status: dict[str, OtaJobStatus]  # device id -> status of its latest job, if any
+    totals: DeviceSummary
+    by_ota_status: dict[str, int] = field(default_factory=dict)  # filled when OTA lands
+
+
+class Dashboard:
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    async def view(self, caller: Caller, page: PageRequest) -> DashboardView:
+        owner = None if caller.is_admin else caller.user_id
+        devices = await self._store.devices.list(DeviceFilter(owner_id=owner), page)
+        ids = [d.device_id for d in devices.items]
+        latest = await self._store.ota_jobs.latest_for_devices(ids) if ids else {}
+        totals = await self._store.devices.summary(owner)
+        return DashboardView(devices, {i: job.status for i, job in latest.items()}, totals)

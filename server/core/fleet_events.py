@@ -1,0 +1,128 @@
+"""An in-process hub of device events (online, offline, health, status, lifecycle).
+
+Core publishes; the watch stream (DeviceService.WatchDeviceEvents) subscribes. Publishing never
+waits: each subscriber has a bounded queue, and a subscriber that falls behind loses its oldest
+events rather than slowing the MQTT ingest path or growing memory without bound. A watcher
+that needs every event must keep up; one that needs the current state reads it (GetDevice).
+
+The hub sees the events this replica handles. With several replicas sharing device traffic
+(MQTT shared subscriptions), a watcher sees the share of telemetry its replica ingests plus the
+API calls it served; docs/devices.md says so.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+from server.core.model import Device
+
+DEFAULT_QUEUE_SIZE = 256
+
+
+class DeviceEventKind(StrEnum):
+    ONLINE = "ONLINE"
+    OFFLINE = "OFFLINE"
+    HEALTH = "HEALTH"
+    STATUS = "STATUS"
+    REGISTERED = "REGISTERED"
+    DELETED = "DELETED"
+    BLOCKED = "BLOCKED"
+    UNBLOCKED = "UNBLOCKED"
+
+
+@dataclass(frozen=True)
+class DeviceEvent:
+    kind: DeviceEventKind
+    device_id: str
+    owner_id: str
+    time: datetime
+    device: Device | None = None  # the device as known when the event happened (None if gone)
+
+
+EventFilter = Callable[[DeviceEvent], bool]
+
+
+class _Closed:
+    """Queued to a subscriber to end its iteration (hub closed)."""
+
+
+_CLOSED = _Closed()
+
+
+class Subscription:
+    def __init__(self, hub: DeviceEventHub, accept: EventFilter, size: int) -> None:
+        self._hub = hub
+        self.accept = accept
+        self.queue: asyncio.Queue[DeviceEvent | _Closed] = asyncio.Queue(maxsize=size)
+        self.dropped = 0
+
+    def offer(self, item: DeviceEvent | _Closed) -> bool:
+        """Enqueue without waiting; drop the oldest queued event when full. True if one was dropped."""
+        dropped = False
+        if self.queue.full():
+            try:
+                self.queue.get_nowait()
+                self.dropped += 1
+                dropped = True
+            except asyncio.QueueEmpty:  # pragma: no cover - single-threaded: full means non-empty
+                pass
+        self.queue.put_nowait(item)
+        return dropped
+
+    def close(self) -> None:
+        self._hub.unsubscribe(self)
+
+    def __aiter__(self) -> AsyncIterator[DeviceEvent]:
+        return self._iterate()
+
+    async def _iterate(self) -> AsyncIterator[DeviceEvent]:
+        try:
+            while True:
+                item = await self.queue.get()
+                if isinstance(item, _Closed):
+                    return
+                yield item
+        finally:
+            self._hub.unsubscribe(self)
+
+
+class DeviceEventHub:
+    def __init__(self, queue_size: int = DEFAULT_QUEUE_SIZE, on_drop: Callable[[], None] | None = None) -> None:
+        self._queue_size = queue_size
+        self._on_drop = on_drop
+        self._subscribers: set[Subscription] = set()
+        self._closed = False
+
+    @property
+    def subscriber_count(self) -> int:
+        return len(self._subscribers)
+
+    def subscribe(self, accept: EventFilter) -> Subscription:
+        """Events for which `accept` is true, from now on; iterate the result (`async for`).
+        The subscription ends when the iteration stops or the hub closes."""
+        sub = Subscription(self, accept, self._queue_size)
+        if self._closed:
+            sub.offer(_CLOSED)
+        else:
+            self._subscribers.add(sub)
+        return sub
+
+    def unsubscribe(self, sub: Subscription) -> None:
+        self._subscribers.discard(sub)
+
+    def publish(self, event: DeviceEvent) -> None:
+        for sub in list(self._subscribers):
+            if sub.accept(event) and sub.offer(event) and self._on_drop is not None:
+                self._on_drop()
+
+    def close(self) -> None:
+        """End every subscription (shutdown: lets watch streams finish instead of being cut)."""
+        self._closed = True
+        for sub in list(self._subscribers):
+            # The sentinel must get through even to a full queue: make room by dropping one.
+            sub.offer(_CLOSED)
+        self._subscribers.clear()
