@@ -67,9 +67,7 @@ class RolloutStatus(StrEnum):
 
 
 ROLLOUT_ACTIVE: frozenset[RolloutStatus] = frozenset({RolloutStatus.RUNNING, RolloutStatus.PAUSED})
-ROLLOUT_TERMINAL: frozenset[RolloutStatus] = frozenset(
-    {RolloutStatus.COMPLETED, RolloutStatus.ABORTED}
-)
+ROLLOUT_TERMINAL: frozenset[RolloutStatus] = frozenset({RolloutStatus.COMPLETED, RolloutStatus.ABORTED})
 ROLLOUT_ALLOWED_FROM: dict[RolloutStatus, frozenset[RolloutStatus]] = {
     RolloutStatus.RUNNING: frozenset({RolloutStatus.PAUSED}),  # resume
     RolloutStatus.PAUSED: frozenset({RolloutStatus.RUNNING}),
@@ -77,8 +75,7 @@ ROLLOUT_ALLOWED_FROM: dict[RolloutStatus, frozenset[RolloutStatus]] = {
     RolloutStatus.ABORTED: ROLLOUT_ACTIVE,
 }
 ROLLOUT_TRANSITIONS: dict[RolloutStatus, frozenset[RolloutStatus]] = {
-    s: frozenset(n for n, froms in ROLLOUT_ALLOWED_FROM.items() if s in froms)
-    for s in RolloutStatus
+    s: frozenset(n for n, froms in ROLLOUT_ALLOWED_FROM.items() if s in froms) for s in RolloutStatus
 }
 
 

@@ -76,9 +76,7 @@ def _wait_ready(uri: str, proc: subprocess.Popen[bytes], timeout: float, log: pa
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"secantusd exited with {proc.returncode}: {log.read_text()}")
-        client: pymongo.MongoClient[dict[str, object]] = pymongo.MongoClient(
-            uri, serverSelectionTimeoutMS=300
-        )
+        client: pymongo.MongoClient[dict[str, object]] = pymongo.MongoClient(uri, serverSelectionTimeoutMS=300)
         try:
             client.admin.command("ping")
             return
