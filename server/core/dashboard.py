@@ -3,7 +3,7 @@ latest OTA status, and totals computed by the store (not from the page)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from server.core.caller import Caller
 from server.core.model import Device, OtaJobStatus
@@ -18,6 +18,10 @@ class DashboardView:
     by_ota_status: dict[str, int] = field(default_factory=dict)  # filled when OTA lands
 
 
+# by_firmware's key for devices that haven't reported a version yet (the store says "").
+UNREPORTED_FIRMWARE = "unknown"
+
+
 class Dashboard:
     def __init__(self, store: Store) -> None:
         self._store = store
@@ -28,4 +32,9 @@ class Dashboard:
         ids = [d.device_id for d in devices.items]
         latest = await self._store.ota_jobs.latest_for_devices(ids) if ids else {}
         totals = await self._store.devices.summary(owner)
+        by_firmware: dict[str, int] = {}
+        for version, count in totals.by_firmware.items():
+            key = version or UNREPORTED_FIRMWARE
+            by_firmware[key] = by_firmware.get(key, 0) + count
+        totals = replace(totals, by_firmware=by_firmware)
         return DashboardView(devices, {i: job.status for i, job in latest.items()}, totals)

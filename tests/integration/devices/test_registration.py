@@ -12,7 +12,7 @@ import pytest
 
 from iot.v1 import admin_pb2, common_pb2, device_pb2
 from server.app import ControlPlane
-from server.core.devices import credential_matches
+from server.core.device_rules import credential_matches
 from tests.integration.devices.conftest import HEALTH, Fleet, new_id, plane_settings
 from tests.support.mosquitto import DeviceClient
 from tests.support.servers import running_plane, user_token

@@ -44,11 +44,13 @@ async def test_heartbeat_shows_the_device_online_with_its_firmware(fleet: Fleet)
     device = await alice.eventually_device(device_id, lambda x: x.health.heap == 18000)
     assert (device.health.heap, device.health.uptime, device.health.rssi) == (18000, 200, -55)
     assert device.health.extra["temp"] == "21.5" and device.HasField("last_seen")
+    silent = (await alice.register()).device.device_id  # never connects
     view = await alice.dashboard.GetDashboard(dashboard_pb2.GetDashboardRequest(), metadata=alice.md)
-    assert [x.device_id for x in view.devices] == [device_id]
+    assert [x.device_id for x in view.devices] == [device_id, silent]
     assert view.devices[0].ota_status == common_pb2.OTA_JOB_STATUS_UNSPECIFIED
-    assert (view.totals.devices, view.totals.online, view.totals.offline) == (1, 1, 0)
-    assert dict(view.totals.by_firmware) == {"2.3.4": 1}
+    assert view.devices[0].online and not view.devices[1].online
+    assert (view.totals.devices, view.totals.online, view.totals.offline) == (2, 1, 1)
+    assert dict(view.totals.by_firmware) == {"2.3.4": 1, "unknown": 1}
 
 
 async def test_led_command_reaches_the_device_and_its_ack_is_reported(fleet: Fleet) -> None:
