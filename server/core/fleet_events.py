@@ -59,8 +59,9 @@ class Subscription:
         self.accept = accept
         self.queue: asyncio.Queue[DeviceEvent | _Closed] = asyncio.Queue(maxsize=size)
         self.dropped = 0
+        self.ended = False
 
-    def offer(self, item: DeviceEvent | _Closed) -> bool:
+    def offer(self, item: DeviceEvent) -> bool:
         """Enqueue without waiting; drop the oldest queued event when full. True if one was dropped."""
         dropped = False
         if self.queue.full():
@@ -81,13 +82,19 @@ class Subscription:
 
     async def _iterate(self) -> AsyncIterator[DeviceEvent]:
         try:
-            while True:
+            while not (self.ended and self.queue.empty()):
                 item = await self.queue.get()
                 if isinstance(item, _Closed):
                     return
                 yield item
         finally:
             self._hub.unsubscribe(self)
+
+    def end(self) -> None:
+        """No more events: iteration finishes after the ones already queued."""
+        self.ended = True
+        if not self.queue.full():
+            self.queue.put_nowait(_CLOSED)  # wakes a waiting reader; a full queue has none
 
 
 class DeviceEventHub:
@@ -106,7 +113,7 @@ class DeviceEventHub:
         The subscription ends when the iteration stops or the hub closes."""
         sub = Subscription(self, accept, self._queue_size)
         if self._closed:
-            sub.offer(_CLOSED)
+            sub.end()
         else:
             self._subscribers.add(sub)
         return sub
@@ -123,6 +130,5 @@ class DeviceEventHub:
         """End every subscription (shutdown: lets watch streams finish instead of being cut)."""
         self._closed = True
         for sub in list(self._subscribers):
-            # The sentinel must get through even to a full queue: make room by dropping one.
-            sub.offer(_CLOSED)
+            sub.end()
         self._subscribers.clear()

@@ -1,0 +1,107 @@
+"""Device core pieces without a broker: registration rollback, the event hub, command matching."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from server.core.activity import ActivityLog
+from server.core.caller import Caller
+from server.core.commands import PendingCommands
+from server.core.device_rules import credential_matches, hash_credential
+from server.core.devices import BrokerAddress, Devices
+from server.core.errors import NotFound, Unavailable
+from server.core.fleet_events import DeviceEvent, DeviceEventHub, DeviceEventKind
+from server.core.model import LedState, Role
+from server.ports.broker import StatusReport
+from server.ports.clock import ManualClock
+from server.store.factory import open_store
+
+
+class FlakyBroker:
+    def __init__(self) -> None:
+        self.down = True
+        self.clients: dict[str, str] = {}
+
+    async def create_device_client(self, device_id: str, password: str) -> None:
+        if self.down:
+            raise Unavailable("MQTT broker unavailable")
+        self.clients[device_id] = password
+
+    async def set_device_enabled(self, device_id: str, enabled: bool) -> None: ...
+
+    async def delete_device_client(self, device_id: str) -> None:
+        self.clients.pop(device_id, None)
+
+    async def set_device_password(self, device_id: str, password: str) -> None: ...
+
+
+async def test_a_failed_provisioning_leaves_nothing_and_a_retry_works(tmp_path: Path) -> None:
+    store = await open_store(None, tmp_path)
+    try:
+        clock = ManualClock()
+        broker = FlakyBroker()
+        devices = Devices(
+            store.devices,
+            ActivityLog(store.activity, clock),
+            clock,
+            DeviceEventHub(),
+            broker=broker,
+            address=BrokerAddress("mqtt.example", 1883, "mqtt://mqtt.example:1883"),
+        )
+        alice = Caller("alice", Role.USER)
+        with pytest.raises(Unavailable):
+            await devices.register(alice, "lamp", "Lamp")
+        with pytest.raises(NotFound):
+            await store.devices.get("lamp")
+        broker.down = False
+        reg = await devices.register(alice, "lamp", "Lamp")
+        assert broker.clients["lamp"] == reg.credentials.password
+        assert reg.credentials.url == "mqtt://mqtt.example:1883"
+        assert credential_matches((await store.devices.get("lamp")).credential_hash, reg.credentials.password)
+    finally:
+        await store.close()
+
+
+def test_credential_hash_is_salted_and_checks() -> None:
+    a, b = hash_credential("pw"), hash_credential("pw")
+    assert a != b and credential_matches(a, "pw") and not credential_matches(a, "pW")
+    assert not credential_matches("garbage", "pw")
+
+
+def event(n: int, owner: str = "u1") -> DeviceEvent:
+    return DeviceEvent(DeviceEventKind.HEALTH, f"d{n}", owner, datetime(2026, 1, 1, tzinfo=UTC))
+
+
+async def test_a_slow_watcher_loses_its_oldest_events_and_others_are_filtered() -> None:
+    drops: list[int] = []
+    hub = DeviceEventHub(queue_size=3, on_drop=lambda: drops.append(1))
+    mine = hub.subscribe(lambda e: e.owner_id == "u1")
+    for n in range(5):
+        hub.publish(event(n))
+    hub.publish(event(99, owner="u2"))
+    hub.close()
+    got = [e.device_id async for e in mine]
+    assert got == ["d2", "d3", "d4"] and len(drops) == 2
+    assert hub.subscriber_count == 0
+
+
+async def test_commands_match_by_id_or_by_state_after_publishing() -> None:
+    pending = PendingCommands()
+    by_id = pending.expect("d1", "c1", LedState.ON)
+    by_state = pending.expect("d2", "c2", LedState.OFF)
+    pending.resolve("d2", StatusReport(led="OFF"))  # before the publish: not an answer yet
+    assert not by_state.done.is_set()
+    by_state.published = by_id.published = True
+    pending.resolve("d1", StatusReport(led="ON", command_id="other"))
+    assert not by_id.done.is_set()
+    pending.resolve("d1", StatusReport(led="ON", command_id="c1"))
+    pending.resolve("d2", StatusReport(led="OFF"))
+    await asyncio.wait_for(by_id.done.wait(), 1)
+    assert by_state.done.is_set()
+    pending.forget(by_id)
+    pending.forget(by_state)
+    assert len(pending) == 0
