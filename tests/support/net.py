@@ -28,7 +28,8 @@ def http(
         with urllib.request.urlopen(request, timeout=timeout) as response:
             status, payload = response.status, response.read()
     except urllib.error.HTTPError as exc:
-        status, payload = exc.code, exc.read()
+        with exc:  # an HTTPError holds the connection open until closed
+            status, payload = exc.code, exc.read()
     try:
         return status, json.loads(payload) if payload else None
     except ValueError:
