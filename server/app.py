@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any, cast
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -35,7 +35,6 @@ from server.core.users import Users
 from server.mqtt.bridge import MqttBridge
 from server.mqtt.connection import parse_url
 from server.mqtt.provisioning import DynsecBrokerAdmin
-from server.ports.broker import BrokerAdmin
 from server.ports.clock import Clock, SystemClock
 from server.ports.store import Store
 from server.settings import Settings
@@ -133,7 +132,7 @@ class ControlPlane:
         if address is not None:
             self.broker_admin = DynsecBrokerAdmin(
                 s.mqtt_url,
-                s.mqtt_user,
+                s.mqtt_user or None,
                 s.mqtt_pass or None,
                 device_host=address.host,
                 device_port=address.port,
@@ -146,15 +145,14 @@ class ControlPlane:
             activity,
             self.clock,
             self.device_events,
-            # cast: DynsecBrokerAdmin.create_device_client returns the credentials, the port None.
-            broker=cast(BrokerAdmin | None, self.broker_admin),
+            broker=self.broker_admin,
             address=address,
             heartbeats=self.heartbeat_writer,
             command_timeout=s.command_timeout_seconds,
         )
         if address is not None:
             self.bridge = MqttBridge(
-                s.mqtt_url, s.mqtt_user, s.mqtt_pass or None, devices, share_group=s.mqtt_share_group
+                s.mqtt_url, s.mqtt_user or None, s.mqtt_pass or None, devices, share_group=s.mqtt_share_group
             )
             devices.attach_publisher(self.bridge)
             await self.bridge.start(wait=MQTT_START_WAIT_SECONDS)

@@ -40,7 +40,8 @@ class Settings:
     jwt_audience: str = "esp32-fleet-api"
     password_min_length: int = 8
     mqtt_url: str = ""
-    mqtt_user: str = "backend"
+    # Empty: use the credentials in MQTT_URL (mqtt://user:pass@host), if any.
+    mqtt_user: str = ""
     mqtt_pass: str = field(default="", repr=False)
     mqtt_share_group: str = "control-plane"
     mqtt_public_url: str = ""
@@ -132,7 +133,7 @@ class Settings:
             jwt_ttl_seconds=int(number("JWT_TTL_SECONDS", 3600, 60, 86400)),
             password_min_length=int(number("PASSWORD_MIN_LENGTH", 8, 8, 1024)),
             mqtt_url=mqtt_url,
-            mqtt_user=text("MQTT_USER", "backend") or "backend",
+            mqtt_user=text("MQTT_USER"),
             mqtt_pass=env.get("MQTT_PASS", ""),
             mqtt_share_group=text("MQTT_SHARE_GROUP", "control-plane") or "control-plane",
             mqtt_public_url=text("MQTT_PUBLIC_URL"),

@@ -65,8 +65,9 @@ class OtaStatusReport:
 class BrokerAdmin(Protocol):
     """Per-device broker accounts. Raises Unavailable when the broker can't be reached."""
 
-    async def create_device_client(self, device_id: str, password: str) -> None:
-        """Create (or, if it exists, re-key) the device's client, confined to devices/{id}/#."""
+    async def create_device_client(self, device_id: str, password: str) -> DeviceCredentials:
+        """Create (or, if it exists, re-key) the device's client, confined to devices/{id}/#;
+        returns how the device connects."""
         ...
 
     async def set_device_enabled(self, device_id: str, enabled: bool) -> None:

@@ -16,20 +16,24 @@ from server.core.devices import BrokerAddress, Devices
 from server.core.errors import NotFound, Unavailable
 from server.core.fleet_events import DeviceEvent, DeviceEventHub, DeviceEventKind
 from server.core.model import LedState, Role
-from server.ports.broker import StatusReport
+from server.ports.broker import DeviceCredentials, StatusReport
 from server.ports.clock import ManualClock
 from server.store.factory import open_store
 
 
 class FlakyBroker:
+    """A broker admin that fails on demand. A mock on purpose: the fault under test is the broker
+    failing *between* the store write and provisioning, which a real broker can't be timed to do."""
+
     def __init__(self) -> None:
         self.down = True
         self.clients: dict[str, str] = {}
 
-    async def create_device_client(self, device_id: str, password: str) -> None:
+    async def create_device_client(self, device_id: str, password: str) -> DeviceCredentials:
         if self.down:
             raise Unavailable("MQTT broker unavailable")
         self.clients[device_id] = password
+        return DeviceCredentials(device_id, password, "mqtt.example", 1883)
 
     async def set_device_enabled(self, device_id: str, enabled: bool) -> None: ...
 
