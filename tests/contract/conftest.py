@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import pathlib
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import pytest
 
@@ -18,15 +18,8 @@ from server.ports.store import Store
 from server.store.mongo import MongoStore, open_mongo_store
 from server.store.sqlite import open_sqlite_store
 from tests.support.factory import Factory
-from tests.support.mongo import secantus_server
 
 BACKENDS = ["sqlite", "mongo"] + (["mongo-real"] if os.environ.get("MONGO_URI") else [])
-
-
-@pytest.fixture(scope="session")
-def secantus_uri() -> Iterator[str]:
-    with secantus_server() as uri:
-        yield uri
 
 
 def _mongo_uri(backend: str, request: pytest.FixtureRequest) -> str:

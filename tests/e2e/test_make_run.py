@@ -39,11 +39,12 @@ def processes_mentioning(text: str) -> list[str]:
 
 
 class Stack:
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, **extra_env: str) -> None:
         self.ports = {"PORT": free_port(), "GRPC_PORT": free_port(), "MQTT_PORT": free_port()}
         self.data_dir = data_dir
         env = {k: v for k, v in os.environ.items() if not k.startswith(("MQTT_", "MONGO_"))}
         env.update({k: str(v) for k, v in self.ports.items()}, DATA_DIR=str(data_dir), LOG_LEVEL="WARNING")
+        env.update(extra_env)
         self.process = subprocess.Popen(
             [sys.executable, "-m", "tools.stack"], env=env, stderr=subprocess.PIPE, text=True
         )
@@ -103,3 +104,33 @@ def test_sigterm_stops_everything_too(stack: Stack) -> None:
     for port in stack.ports.values():
         assert not listening(port)
     assert processes_mentioning(str(stack.data_dir)) == []
+
+
+def test_data_and_the_env_admin_survive_a_restart(tmp_path: Path) -> None:
+    admin = {"ADMIN_EMAIL": "root@example.com", "ADMIN_PASSWORD": "root password 1"}
+    first = Stack(tmp_path / "data", **admin)
+    try:
+        first.wait_ready()
+        body = {"username": "alice", "email": "alice@example.com", "password": "alice password"}
+        assert http("POST", first.rest + "/api/auth/register", body)[0] == 200
+    finally:
+        first.stop()
+        if first.process.stderr is not None:
+            first.process.stderr.close()
+    second = Stack(tmp_path / "data", **admin)
+    try:
+        second.wait_ready()
+        status, body = http(
+            "POST", second.rest + "/api/auth/login", {"email": "root@example.com", "password": "root password 1"}
+        )
+        assert status == 200, body
+        status, users = http("GET", second.rest + "/api/admin/users", token=body["token"])
+        assert status == 200 and sorted(u["email"] for u in users["users"]) == ["alice@example.com", "root@example.com"]
+        status, _ = http(
+            "POST", second.rest + "/api/auth/login", {"email": "alice@example.com", "password": "alice password"}
+        )
+        assert status == 200
+    finally:
+        second.stop()
+        if second.process.stderr is not None:
+            second.process.stderr.close()
