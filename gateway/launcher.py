@@ -15,6 +15,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Self
 
@@ -60,8 +61,15 @@ def validate(cfg: GatewayConfig) -> str:
 class Gateway:
     """A running Envoy. `start()` returns once the listener accepts requests."""
 
-    def __init__(self, cfg: GatewayConfig, workdir: Path, log_path: Path | None = None) -> None:
+    def __init__(
+        self,
+        cfg: GatewayConfig,
+        workdir: Path,
+        log_path: Path | None = None,
+        preexec_fn: Callable[[], None] | None = None,
+    ) -> None:
         self.cfg = cfg
+        self._preexec_fn = preexec_fn
         self.workdir = workdir
         self.log_path = log_path or workdir / "envoy.log"
         self.process: subprocess.Popen[bytes] | None = None
@@ -92,6 +100,7 @@ class Gateway:
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
+            preexec_fn=self._preexec_fn,  # noqa: PLW1509 - e.g. make run's PDEATHSIG
         )
         log.close()
         deadline = time.monotonic() + timeout

@@ -26,7 +26,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from string import Template
 from types import TracebackType
@@ -363,6 +363,7 @@ def start_broker(
     bind_address: str = "127.0.0.1",
     ws_port: int | None = None,
     startup_timeout: float = 10.0,
+    preexec_fn: Callable[[], None] | None = None,
 ) -> BrokerProcess:
     """Start Mosquitto on `port` with its state in `data_dir`; return once it accepts clients."""
     data_dir = Path(data_dir).resolve()
@@ -397,6 +398,7 @@ def start_broker(
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             start_new_session=True,  # Ctrl-C in a terminal goes to the supervisor, which stops us
+            preexec_fn=preexec_fn,  # noqa: PLW1509 - the supervisor ties us to its life (PDEATHSIG)
         )
     host = _connect_host(bind_address)
     broker = BrokerProcess(proc, host=host, port=port, data_dir=data_dir, log_path=log_path, ws_port=ws_port)

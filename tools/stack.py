@@ -106,6 +106,7 @@ class Stack:
                 admin_password=creds["admin_password"],
                 backend_user=creds["backend_user"],
                 backend_password=creds["backend_password"],
+                preexec_fn=die_with_parent,
             )
             self.stoppers.append(("mosquitto", broker))
             server_env.update(
@@ -126,6 +127,7 @@ class Stack:
         self.gateway = Gateway(
             GatewayConfig(listen_port=self.rest_port, upstream_host="127.0.0.1", upstream_port=self.grpc_port),
             workdir=self.data_dir / "envoy",
+            preexec_fn=die_with_parent,
         )
         self.gateway.start()
         say(f"REST (Envoy) on http://127.0.0.1:{self.gateway.port}/api (access log: {self.gateway.log_path})")

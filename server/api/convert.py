@@ -84,8 +84,8 @@ def led_from_pb(value: int) -> LedState:
 
 def device_health(h: DeviceHealth) -> common_pb2.DeviceHealth:
     return common_pb2.DeviceHealth(
-        heap=h.heap or 0,
-        uptime=h.uptime or 0,
+        heap=h.heap,
+        uptime=h.uptime,
         rssi=h.rssi,
         reported_at=timestamp(h.reported_at),
         # JSON scalars as text; booleans the JSON way ("true"), not Python's ("True").

@@ -32,8 +32,8 @@ MAX_ID_LEN = 64
 MAX_ERROR_LEN = 256
 VERSION_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+~-]{0,31}")
 _EXTRA_KEY_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*")
-_HEAP_MAX = 2**32  # bytes; larger than any ESP32 (even with PSRAM) could report
-_UPTIME_MAX = 2**40  # seconds
+_HEAP_MAX = 2**32 - 1  # bytes; more than any ESP32 (even with PSRAM) has; fits the API's uint32
+_UPTIME_MAX = 2**32 - 1  # seconds (136 years); fits the API's uint32
 
 REASONS = (
     "oversized",
@@ -140,10 +140,11 @@ _OTA_KEYS = frozenset({"jobId", "status", "progress", "error", "version"})
 def parse_health(payload: bytes, max_size: int = DEFAULT_MAX_PAYLOAD) -> HealthReport:
     obj = decode_object(payload, max_size)
     fw = _version(obj, "fw", required=True)
-    heap = _int(obj, "heap", 0, _HEAP_MAX, required=True)
-    uptime = _int(obj, "uptime", 0, _UPTIME_MAX, required=True)
+    # The seed's own example heartbeat is {"heap":18000,"fw":"1.0.0"}: heap and uptime are optional.
+    heap = _int(obj, "heap", 0, _HEAP_MAX, required=False)
+    uptime = _int(obj, "uptime", 0, _UPTIME_MAX, required=False)
     rssi = _int(obj, "rssi", -127, 0, required=False)
-    assert fw is not None and heap is not None and uptime is not None
+    assert fw is not None
     return HealthReport(fw, heap, uptime, rssi, _extra(obj, _HEALTH_KEYS))
 
 

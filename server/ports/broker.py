@@ -29,8 +29,8 @@ class HealthReport:
     """A heartbeat from `devices/{id}/health`."""
 
     firmware_version: str
-    heap: int
-    uptime: int
+    heap: int | None = None
+    uptime: int | None = None
     rssi: int | None = None
     extra: dict[str, Scalar] = field(default_factory=dict)
 

@@ -67,7 +67,9 @@ async def test_register_login_and_whoami(api: Api) -> None:
     user = await api.register("alice")
     assert user["username"] == "alice" and user["email"] == "alice@example.com" and user["role"] == "USER"
     assert not {"password", "passwordHash"} & set(user)
-    token = await api.login("Alice@Example.com")
+    status, body = await api.call("POST", "/api/auth/login", {"email": "Alice@Example.com", "password": PASSWORD})
+    assert status == 200 and body["expiresIn"] == 3600  # a JSON number, as clients expect
+    token = body["token"]
     status, body = await api.call("GET", "/api/auth/me", token=token)
     assert status == 200 and body["user"]["userId"] == user["userId"]
 

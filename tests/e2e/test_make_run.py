@@ -134,3 +134,14 @@ def test_data_and_the_env_admin_survive_a_restart(tmp_path: Path) -> None:
         second.stop()
         if second.process.stderr is not None:
             second.process.stderr.close()
+
+
+def test_killing_the_supervisor_outright_leaves_nothing_behind(stack: Stack) -> None:
+    stack.process.kill()  # SIGKILL: no chance to clean up; PR_SET_PDEATHSIG must do it
+    stack.process.wait()
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if not processes_mentioning(str(stack.data_dir)) and not any(listening(p) for p in stack.ports.values()):
+            return
+        time.sleep(0.2)
+    pytest.fail(f"left behind: {processes_mentioning(str(stack.data_dir))}")

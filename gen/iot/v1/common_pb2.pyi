@@ -172,6 +172,9 @@ class DeviceHealth(_message.Message):
     REPORTED_AT_FIELD_NUMBER: _builtins.int
     EXTRA_FIELD_NUMBER: _builtins.int
     heap: _builtins.int
+    """32-bit so REST JSON carries numbers (64-bit integers are strings in JSON); absent when
+    the heartbeat did not say. Free heap in bytes; uptime in seconds.
+    """
     uptime: _builtins.int
     rssi: _builtins.int
     @_builtins.property
@@ -183,19 +186,28 @@ class DeviceHealth(_message.Message):
     def __init__(
         self,
         *,
-        heap: _builtins.int = ...,
-        uptime: _builtins.int = ...,
+        heap: _builtins.int | None = ...,
+        uptime: _builtins.int | None = ...,
         rssi: _builtins.int | None = ...,
         reported_at: _timestamp_pb2.Timestamp | None = ...,
         extra: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_rssi", b"_rssi", "reported_at", b"reported_at", "rssi", b"rssi"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_heap", b"_heap", "_rssi", b"_rssi", "_uptime", b"_uptime", "heap", b"heap", "reported_at", b"reported_at", "rssi", b"rssi", "uptime", b"uptime"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_rssi", b"_rssi", "extra", b"extra", "heap", b"heap", "reported_at", b"reported_at", "rssi", b"rssi", "uptime", b"uptime"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_heap", b"_heap", "_rssi", b"_rssi", "_uptime", b"_uptime", "extra", b"extra", "heap", b"heap", "reported_at", b"reported_at", "rssi", b"rssi", "uptime", b"uptime"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__heap: _TypeAlias = _typing.Literal["heap"]  # noqa: Y015
+    _WhichOneofArgType__heap: _TypeAlias = _typing.Literal["_heap", b"_heap"]  # noqa: Y015
     _WhichOneofReturnType__rssi: _TypeAlias = _typing.Literal["rssi"]  # noqa: Y015
     _WhichOneofArgType__rssi: _TypeAlias = _typing.Literal["_rssi", b"_rssi"]  # noqa: Y015
+    _WhichOneofReturnType__uptime: _TypeAlias = _typing.Literal["uptime"]  # noqa: Y015
+    _WhichOneofArgType__uptime: _TypeAlias = _typing.Literal["_uptime", b"_uptime"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__heap) -> _WhichOneofReturnType__heap | None: ...
+    @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__rssi) -> _WhichOneofReturnType__rssi | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__uptime) -> _WhichOneofReturnType__uptime | None: ...
 
 Global___DeviceHealth: _TypeAlias = DeviceHealth  # noqa: Y015
 
@@ -362,6 +374,7 @@ class Release(_message.Message):
     platform: _builtins.str
     version: _builtins.str
     size: _builtins.int
+    """Bytes; 32-bit so REST JSON carries a number."""
     sha256: _builtins.str
     secure_version: _builtins.int
     project_name: _builtins.str

@@ -31,7 +31,7 @@ async def test_register_connect_and_see_it_online_with_its_firmware(rest_fleet: 
     d = await rest_fleet.connect(mqtt)
     await rest_fleet.heartbeat(d, "1.2.0")
     device = await rest_fleet.until(token, device_id, lambda x: x.get("firmwareVersion") == "1.2.0")
-    assert device["online"] is True and device["lastSeen"] and device["health"]["heap"] == "20000"
+    assert device["online"] is True and device["lastSeen"] and device["health"]["heap"] == 20000
     assert "password" not in json.dumps(device)
     status, one = await rest_fleet.call("GET", f"/api/device/{device_id}", token)
     assert status == 200 and one["device"]["firmwareVersion"] == "1.2.0"

@@ -209,7 +209,7 @@ async def test_two_bridges_in_one_share_group_split_the_traffic(
         counts = [len(h.health) for h in handlers]
         assert sum(counts) == n, counts  # no duplicates
         assert all(c > 0 for c in counts), counts  # both got a share
-        heaps = sorted(r.heap for h in handlers for _, r in h.health)
+        heaps = sorted(r.heap or 0 for h in handlers for _, r in h.health)
         assert heaps == list(range(n))
     finally:
         for b in bridges:

@@ -54,12 +54,14 @@ def test_extras_are_kept_only_when_small_and_scalar() -> None:
         (b"[" * 5000, "malformed_json"),
         (b"[]", "not_object"),
         (b'"str"', "not_object"),
-        (b'{"uptime":1,"fw":"1"}', "missing_field"),
+        (b'{"heap":1,"uptime":1}', "missing_field"),
         (b'{"heap":true,"uptime":1,"fw":"1"}', "wrong_type"),
         (b'{"heap":1.0,"uptime":1,"fw":"1"}', "wrong_type"),
         (b'{"heap":"1","uptime":1,"fw":"1"}', "wrong_type"),
         (b'{"heap":-1,"uptime":1,"fw":"1"}', "out_of_range"),
         (b'{"heap":1,"uptime":-5,"fw":"1"}', "out_of_range"),
+        (b'{"heap":4294967296,"fw":"1"}', "out_of_range"),
+        (b'{"uptime":4294967296,"fw":"1"}', "out_of_range"),
         (b'{"heap":1,"uptime":1,"fw":"1","rssi":5}', "out_of_range"),
         (b'{"heap":1,"uptime":1,"fw":"1","rssi":-128}', "out_of_range"),
         (b'{"heap":1,"uptime":1,"fw":"' + b"1" * 33 + b'"}', "out_of_range"),
@@ -69,6 +71,11 @@ def test_extras_are_kept_only_when_small_and_scalar() -> None:
 )
 def test_health_rejections(payload: bytes, expected: str) -> None:
     assert reason(parse_health, payload) == expected
+
+
+def test_the_seeds_heartbeat_without_uptime_is_accepted() -> None:
+    r = parse_health(b'{"heap":18000,"fw":"1.0.0"}')
+    assert (r.firmware_version, r.heap, r.uptime, r.rssi) == ("1.0.0", 18000, None, None)
 
 
 def test_max_size_is_configurable() -> None:
@@ -142,8 +149,8 @@ def test_any_payload_parses_or_raises_payload_error(kind: InboundKind, payload: 
 
 @settings(max_examples=100, deadline=None, derandomize=True, database=None)
 @given(
-    heap=st.integers(0, 2**32),
-    uptime=st.integers(0, 2**40),
+    heap=st.integers(0, 2**32 - 1),
+    uptime=st.integers(0, 2**32 - 1),
     rssi=st.none() | st.integers(-127, 0),
     fw=st.from_regex(r"[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}", fullmatch=True),
 )
