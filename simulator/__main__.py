@@ -94,7 +94,8 @@ async def run(config: FleetConfig, duration: float | None, progress: float) -> R
     task = asyncio.current_task()
     assert task is not None
     stop_requested = asyncio.Event()
-    with contextlib.suppress(NotImplementedError):
+    # Not available off the main thread or on Windows: Ctrl-C then ends the run via KeyboardInterrupt.
+    with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
         loop.add_signal_handler(signal.SIGINT, stop_requested.set)
         loop.add_signal_handler(signal.SIGTERM, stop_requested.set)
     runner = asyncio.create_task(fleet.run(duration, progress))
