@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import random
 
@@ -66,7 +67,7 @@ def test_successful_update_boots_pending_verify_then_valid() -> None:
     assert m.running_partition.state is ImageState.PENDING_VERIFY and m.pending_verify
     assert m.take_outcome() is None  # not decided until the self-check
     m.confirm()
-    assert m.running_partition.state is ImageState.VALID
+    assert m.partitions[m.running].state is ImageState.VALID  # re-read after confirm()
     outcome = m.take_outcome()
     assert outcome is not None and outcome.outcome == "SUCCESS" and outcome.job == job
     assert m.take_outcome() is None
@@ -110,9 +111,9 @@ def test_plain_reboot_keeps_running_image() -> None:
     [
         (lambda data, job: (data[:-1], job), "size_mismatch"),
         (lambda data, job: (data[:100] + bytes([data[100] ^ 1]) + data[101:], job), "sha256_mismatch"),
-        (lambda data, job: (data, OtaJob(*[*vars(job).values()][:5], signature=None)), "unsigned"),
+        (lambda data, job: (data, dataclasses.replace(job, signature=None)), "unsigned"),
         (lambda data, job: (data, job_for(data, "1.1.0", key=Ed25519PrivateKey.generate())), "bad_signature"),
-        (lambda data, job: (data, OtaJob(*[*vars(job).values()][:5], signature="!!notbase64")), "bad_signature"),
+        (lambda data, job: (data, dataclasses.replace(job, signature="!!notbase64")), "bad_signature"),
         (lambda data, job: (data, job_for(data, "9.9.9")), "version_mismatch"),
     ],
 )
