@@ -91,8 +91,6 @@ async def run(config: FleetConfig, duration: float | None, progress: float) -> R
     await fleet.start()
     say(f"{len(fleet.devices)} devices starting against {config.api}; Ctrl-C ends the run")
     loop = asyncio.get_running_loop()
-    task = asyncio.current_task()
-    assert task is not None
     stop_requested = asyncio.Event()
     # Not available off the main thread or on Windows: Ctrl-C then ends the run via KeyboardInterrupt.
     with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):

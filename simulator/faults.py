@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import random
 from collections import Counter
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from enum import StrEnum
 
 
@@ -94,9 +94,6 @@ class FaultConfig:
             slow_download_bps=args.slow_download_bps,
             storm_reconnects=args.storm_reconnects,
         )
-
-
-FAULT_FIELDS = tuple(f.name for f in fields(FaultConfig))
 
 
 class FaultDice:
