@@ -1,0 +1,130 @@
+"""A simulated fleet against the real control plane: REST provisioning, presence, LED, faults."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+from simulator.api import RestApi
+from simulator.faults import FaultConfig
+from simulator.fleet import Fleet, FleetConfig
+from simulator.mqtt_device import SimulatedDevice
+from tests.integration.simulator.conftest import PASSWORD, Stack, new_prefix
+from tests.support.mosquitto import eventually
+
+
+def config(stack: Stack, email: str, state: Path, **kw: object) -> FleetConfig:
+    base: dict[str, object] = {
+        "api": stack.base,
+        "email": email,
+        "password": PASSWORD,
+        "register": True,
+        "devices": 3,
+        "prefix": new_prefix(),
+        "heartbeat": 0.5,
+        "ramp": 0.2,
+        "seed": 1,
+        "state_file": state,
+    }
+    return FleetConfig(**(base | kw))  # type: ignore[arg-type]
+
+
+async def test_fleet_registers_shows_online_answers_led_and_reuses_credentials(stack: Stack, tmp_path: Path) -> None:
+    email = f"{new_prefix()}@example.com"
+    state = tmp_path / "state.json"
+    cfg = config(stack, email, state, register_user=True, firmware="1.4.2")
+    fleet = Fleet(cfg)
+    await fleet.start()
+    try:
+        assert await fleet.wait_connected(10)
+        token = await asyncio.to_thread(RestApi(stack.base).login, email, PASSWORD)
+        ids = set(cfg.device_ids())
+        devices = await stack.until(
+            token, lambda ds: all(ds.get(i, {}).get("firmwareVersion") == "1.4.2" and ds[i]["online"] for i in ids)
+        )
+        assert set(devices) == ids and all(d["online"] and d["health"]["heap"] > 0 for d in devices.values())
+
+        target = sorted(ids)[0]
+        status, reply = await stack.call("POST", f"/api/device/{target}/led", token, {"state": "ON"})
+        assert status == 200 and reply["acknowledged"] is True, reply
+        assert fleet.devices[target].model.led == "ON"
+        await stack.until(token, lambda ds: ds[target].get("led") == "ON")
+    finally:
+        report = await fleet.stop()
+    assert report.devices == 3 and report.ever_connected == 3 and report.heartbeats >= 3
+    assert report.commands_received == 1 and report.commands_acknowledged == 1
+    assert report.firmware == {"1.4.2": 3} and report.faults == {}
+    # A clean stop says goodbye: every device shows offline.
+    await stack.until(token, lambda ds: not any(ds[i]["online"] for i in ids))
+    assert not any(d["online"] for d in (await stack.devices(token)).values())
+
+    stored = json.loads(state.read_text())["apis"][stack.base]
+    assert set(stored) == ids and state.stat().st_mode & 0o777 == 0o600
+    # A re-run reuses the stored passwords; one lost from the file is rotated (the device exists: 409).
+    lost = sorted(ids)[1]
+    del stored[lost]
+    state.write_text(json.dumps({"version": 1, "apis": {stack.base: stored}}))
+    again = Fleet(cfg)
+    await again.start()
+    try:
+        assert await again.wait_connected(10)
+    finally:
+        await again.stop()
+    reread = json.loads(state.read_text())["apis"][stack.base]
+    assert set(reread) == ids and all(reread[i] == stored[i] for i in stored)
+
+
+async def test_unclean_disconnect_fires_the_last_will(stack: Stack, tmp_path: Path) -> None:
+    email, token = await stack.account()
+    fleet = Fleet(config(stack, email, tmp_path / "s.json", devices=1, outage=30.0))
+    await fleet.start()
+    try:
+        assert await fleet.wait_connected(10)
+        (device_id, device), *_ = fleet.devices.items()
+        await stack.until(token, lambda ds: ds[device_id]["online"])
+        device.drop_connection()
+        devices = await stack.until(token, lambda ds: not ds[device_id]["online"], within=5)
+        assert devices[device_id]["online"] is False  # the broker published the will: offline
+        assert not device.connected.is_set()
+    finally:
+        report = await fleet.stop(within=2)
+    assert report.faults == {"unclean_disconnect": 1}
+
+
+async def test_malformed_payload_faults_are_dropped_and_counted_by_the_control_plane(
+    stack: Stack, tmp_path: Path
+) -> None:
+    email, token = await stack.account()
+    before = await asyncio.to_thread(stack.dropped_total)
+    faults = FaultConfig(malformed_payload=1.0, drop_heartbeat=0.5)
+    fleet = Fleet(config(stack, email, tmp_path / "s.json", devices=2, heartbeat=0.2, faults=faults, seed=42))
+    await fleet.start()
+    try:
+        assert await fleet.wait_connected(10)
+        await asyncio.sleep(0.6)
+    finally:
+        report = await fleet.stop()
+    assert report.malformed_sent >= 2 and report.faults["malformed_payload"] == report.malformed_sent
+    assert report.faults.get("drop_heartbeat", 0) > 0
+    for _ in range(100):  # the bridge counts them within a few event-loop turns
+        if await asyncio.to_thread(stack.dropped_total) - before >= report.malformed_sent:
+            break
+        await asyncio.sleep(0.05)
+    assert await asyncio.to_thread(stack.dropped_total) - before >= report.malformed_sent
+    # The devices themselves still look healthy to the control plane.
+    devices = await stack.devices(token)
+    assert all(d["firmwareVersion"] == "1.0.0" for d in devices.values())
+
+
+async def test_reconnect_storm_reconnects_and_comes_back(stack: Stack, tmp_path: Path) -> None:
+    email, _ = await stack.account()
+    faults = FaultConfig(reconnect_storm=1.0, storm_reconnects=3)
+    fleet = Fleet(config(stack, email, tmp_path / "s.json", devices=1, faults=faults))
+    await fleet.start()
+    device: SimulatedDevice = next(iter(fleet.devices.values()))
+    try:
+        await eventually(lambda: device.stats.connects >= 4, within=5)
+    finally:
+        report = await fleet.stop()
+    assert report.reconnects >= 3 and report.faults["reconnect_storm"] >= 1
