@@ -37,10 +37,10 @@ from server.core.ota import OtaEventHub, OtaJobs
 from server.core.presence import OfflineSweeper
 from server.core.releases import Releases
 from server.core.users import Users
+from server.firmware.local import FirmwareHttpServer, LocalCatalog, UrlSigner, derive_url_key
 from server.mqtt.bridge import MqttBridge
 from server.mqtt.connection import parse_url
 from server.mqtt.provisioning import DynsecBrokerAdmin
-from server.firmware.local import FirmwareHttpServer, LocalCatalog, UrlSigner, derive_url_key
 from server.ports.catalog import FirmwareCatalog
 from server.ports.clock import Clock, SystemClock
 from server.ports.store import Store

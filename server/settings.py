@@ -136,29 +136,7 @@ class Settings:
         if bool(admin_email) != bool(admin_password):
             problems.append("ADMIN_EMAIL and ADMIN_PASSWORD must be set together")
 
-        public_key = env.get("FIRMWARE_PUBLIC_KEY", "").strip()
-        key_file = text("FIRMWARE_PUBLIC_KEY_FILE")
-        if key_file and not public_key:
-            try:
-                public_key = Path(key_file).read_text()
-            except OSError as exc:
-                problems.append(f"FIRMWARE_PUBLIC_KEY_FILE={key_file!r} cannot be read: {exc.strerror or exc}")
-        if public_key:
-            from firmware_tools.signing import SigningError, load_public_key
-
-            try:
-                load_public_key(public_key.encode(), "FIRMWARE_PUBLIC_KEY(_FILE)")
-            except SigningError as exc:
-                problems.append(str(exc))
-                public_key = ""
-        firmware_public_url = text("FIRMWARE_PUBLIC_URL").rstrip("/")
-        if firmware_public_url:
-            parts = urlsplit(firmware_public_url)
-            if parts.scheme not in ("http", "https") or not parts.hostname:
-                problems.append(f"FIRMWARE_PUBLIC_URL={firmware_public_url!r} must look like https://host[:port]")
-        url_key = env.get("FIRMWARE_URL_KEY", "")
-        if url_key and len(url_key) < 32:
-            problems.append("FIRMWARE_URL_KEY must be at least 32 characters")
+        public_key, firmware_public_url, url_key = _firmware_settings(env, problems)
 
         offline_default = 3 * number("HEARTBEAT_INTERVAL_SECONDS", 30.0, 0.1, 86400, float)
         settings = cls(
@@ -207,3 +185,31 @@ class Settings:
         if problems:
             raise SettingsError("invalid configuration:\n  - " + "\n  - ".join(problems))
         return settings
+
+
+def _firmware_settings(env: Mapping[str, str], problems: list[str]) -> tuple[str, str, str]:
+    """FIRMWARE_PUBLIC_KEY(_FILE), FIRMWARE_PUBLIC_URL, FIRMWARE_URL_KEY, checked at start-up."""
+    public_key = env.get("FIRMWARE_PUBLIC_KEY", "").strip()
+    key_file = env.get("FIRMWARE_PUBLIC_KEY_FILE", "").strip()
+    if key_file and not public_key:
+        try:
+            public_key = Path(key_file).read_text()
+        except OSError as exc:
+            problems.append(f"FIRMWARE_PUBLIC_KEY_FILE={key_file!r} cannot be read: {exc.strerror or exc}")
+    if public_key:
+        from firmware_tools.signing import SigningError, load_public_key
+
+        try:
+            load_public_key(public_key.encode(), "FIRMWARE_PUBLIC_KEY(_FILE)")
+        except SigningError as exc:
+            problems.append(str(exc))
+            public_key = ""
+    public_url = env.get("FIRMWARE_PUBLIC_URL", "").strip().rstrip("/")
+    if public_url:
+        parts = urlsplit(public_url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            problems.append(f"FIRMWARE_PUBLIC_URL={public_url!r} must look like https://host[:port]")
+    url_key = env.get("FIRMWARE_URL_KEY", "")
+    if url_key and len(url_key) < 32:
+        problems.append("FIRMWARE_URL_KEY must be at least 32 characters")
+    return public_key, public_url, url_key

@@ -118,10 +118,10 @@ class _Handler(BaseHTTPRequestHandler):
     server: _Server
     protocol_version = "HTTP/1.1"
 
-    def do_GET(self) -> None:  # noqa: N802 - the standard library's naming
+    def do_GET(self) -> None:
         self._serve(body=True)
 
-    def do_HEAD(self) -> None:  # noqa: N802
+    def do_HEAD(self) -> None:
         self._serve(body=False)
 
     def _refuse(self, status: int, message: str) -> None:
@@ -161,7 +161,7 @@ class _Handler(BaseHTTPRequestHandler):
                 with contextlib.suppress(ConnectionError):  # a device that hangs up mid-download
                     shutil.copyfileobj(handle, self.wfile, CHUNK)
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: Any) -> None:
         log.debug("firmware http: " + format, *args)
 
 
