@@ -15,12 +15,15 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from firmware_tools.signing import load_public_key
 from server import metrics
 from server.api.admin import AdminServicer
 from server.api.auth import AuthServicer
 from server.api.dashboard import DashboardServicer
 from server.api.devices import DeviceServicer
 from server.api.interceptors import Authorizer, CallInterceptor
+from server.api.ota import OtaServicer
+from server.api.releases import ReleaseServicer
 from server.api.services import SERVICES, ServiceSpec
 from server.auth.authorizer import PolicyAuthorizer
 from server.auth.passwords import Passwords
@@ -30,11 +33,15 @@ from server.core.dashboard import Dashboard
 from server.core.devices import BrokerAddress, Devices
 from server.core.fleet_events import DeviceEventHub
 from server.core.heartbeats import HeartbeatWriter
+from server.core.ota import OtaEventHub, OtaJobs
 from server.core.presence import OfflineSweeper
+from server.core.releases import Releases
 from server.core.users import Users
+from server.firmware.local import FirmwareHttpServer, LocalCatalog, UrlSigner, derive_url_key
 from server.mqtt.bridge import MqttBridge
 from server.mqtt.connection import parse_url
 from server.mqtt.provisioning import DynsecBrokerAdmin
+from server.ports.catalog import FirmwareCatalog
 from server.ports.clock import Clock, SystemClock
 from server.ports.store import Store
 from server.settings import Settings
@@ -96,6 +103,11 @@ class ControlPlane:
         self.sweeper: OfflineSweeper | None = None
         self.metrics_server: metrics.MetricsServer | None = None
         self.heartbeat_writer: HeartbeatWriter | None = None
+        # OTA: the firmware catalog (S3 or the local store, whose downloads we serve) and jobs.
+        self.ota_events = OtaEventHub(on_drop=metrics.OTA_EVENTS_DROPPED.inc)
+        self.catalog: FirmwareCatalog | None = None
+        self.firmware_http: FirmwareHttpServer | None = None
+        self.ota: OtaJobs | None = None
 
     @property
     def store(self) -> Store:
@@ -112,17 +124,44 @@ class ControlPlane:
         if s.admin_email:
             admin = await users.ensure_admin(s.admin_email, s.admin_password, s.admin_username)
             log.info("admin account ready", extra={"user_id": admin.user_id})
-        self.devices = devices = await self._build_devices(store, activity)
+        self.catalog = catalog = self._build_catalog()
+        self.devices = devices = await self._build_devices(store, activity, catalog)
+        assert self.ota is not None
         servicers: dict[str, Any] = {
             "iot.v1.AuthService": AuthServicer(users),
             "iot.v1.AdminService": AdminServicer(users, activity, devices),
             "iot.v1.DeviceService": DeviceServicer(devices),
             "iot.v1.DashboardService": DashboardServicer(Dashboard(store)),
+            "iot.v1.OtaService": OtaServicer(self.ota),
+            "iot.v1.ReleaseService": ReleaseServicer(Releases(catalog, activity, self.clock)),
         }
         return servicers, PolicyAuthorizer(users)
 
-    async def _build_devices(self, store: Store, activity: ActivityLog) -> Devices:
-        """Devices over MQTT: provisioning, the bridge, the offline sweep, the metrics endpoint."""
+    def _build_catalog(self) -> FirmwareCatalog:
+        """S3 when S3_BUCKET is set, else the local folder, whose signed download URLs this
+        process serves on FIRMWARE_HTTP_PORT."""
+        s = self.settings
+        public_key = load_public_key(s.firmware_public_key.encode()) if s.firmware_public_key else None
+        if s.s3_bucket:
+            from server.firmware.s3 import S3Catalog, make_client  # boto3 loads only when used
+
+            client = make_client(s.aws_region, s.aws_endpoint_url, s.aws_access_key_id, s.aws_secret_access_key)
+            log.info("firmware catalog", extra={"store": f"s3://{s.s3_bucket}/{s.s3_prefix}"})
+            return S3Catalog(
+                client, s.s3_bucket, s.s3_prefix, public_key=public_key, cache_seconds=s.firmware_cache_seconds
+            )
+        root = s.firmware_root
+        root.mkdir(parents=True, exist_ok=True)
+        signer = UrlSigner(derive_url_key(s.firmware_url_key or s.jwt_secret))
+        self.firmware_http = FirmwareHttpServer(s.grpc_host, s.firmware_http_port, root, signer)
+        port = self.firmware_http.start()
+        host = "127.0.0.1" if s.grpc_host in ("", "0.0.0.0", "::") else s.grpc_host  # noqa: S104
+        base = s.firmware_public_url or f"http://{host}:{port}"
+        log.info("firmware catalog", extra={"store": str(root), "downloads": base, "port": port})
+        return LocalCatalog(root, signer, base, public_key=public_key, cache_seconds=s.firmware_cache_seconds)
+
+    async def _build_devices(self, store: Store, activity: ActivityLog, catalog: FirmwareCatalog) -> Devices:
+        """Devices over MQTT: provisioning, the bridge, OTA jobs, the sweeps, the metrics endpoint."""
         s = self.settings
         if s.metrics_port > 0:
             self.metrics_server = metrics.MetricsServer(s.grpc_host, s.metrics_port)
@@ -150,12 +189,27 @@ class ControlPlane:
             heartbeats=self.heartbeat_writer,
             command_timeout=s.command_timeout_seconds,
         )
+        # Attached before the bridge starts, so no OTA report arrives before OTA can handle it.
+        self.ota = ota = OtaJobs(
+            store.ota_jobs,
+            devices,
+            catalog,
+            activity,
+            self.clock,
+            self.ota_events,
+            url_ttl_seconds=s.firmware_url_ttl_seconds,
+            job_timeout_seconds=s.ota_job_timeout_seconds,
+            on_rejected=lambda reason: metrics.OTA_REPORTS_REJECTED.labels(reason).inc(),
+        )
+        devices.attach_ota(ota)
         if address is not None:
             self.bridge = MqttBridge(
                 s.mqtt_url, s.mqtt_user or None, s.mqtt_pass or None, devices, share_group=s.mqtt_share_group
             )
             devices.attach_publisher(self.bridge)
+            ota.attach_publisher(self.bridge)
             await self.bridge.start(wait=MQTT_START_WAIT_SECONDS)
+        await ota.start()
         self.sweeper = OfflineSweeper(
             store.devices,
             self.clock,
@@ -216,6 +270,7 @@ class ControlPlane:
         # Tell load balancers first, so no new calls are routed here while we drain.
         await self._health.enter_graceful_shutdown()
         self.device_events.close()  # watch streams end now rather than at the grace deadline
+        self.ota_events.close()
         await self._server.stop(grace)
         self._server = None
         await self._close_adapters()
@@ -227,6 +282,9 @@ class ControlPlane:
         if self.sweeper is not None:
             await self.sweeper.stop()
             self.sweeper = None
+        if self.ota is not None:
+            await self.ota.stop()
+            self.ota = None
         if self.bridge is not None:
             await self.bridge.stop()
             self.bridge = None
@@ -239,6 +297,12 @@ class ControlPlane:
         if self.metrics_server is not None:
             await asyncio.to_thread(self.metrics_server.stop)
             self.metrics_server = None
+        if self.catalog is not None:
+            await self.catalog.close()
+            self.catalog = None
+        if self.firmware_http is not None:
+            await asyncio.to_thread(self.firmware_http.stop)
+            self.firmware_http = None
         if self._store is not None:
             await self._store.close()
             self._store = None

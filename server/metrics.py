@@ -78,6 +78,20 @@ DEVICE_EVENTS_DROPPED = Counter(
     registry=REGISTRY,
 )
 
+# ---- OTA (server/core/ota.py) ----------------------------------------------------------------
+
+OTA_REPORTS_REJECTED = Counter(
+    "ota_reports_rejected_total",
+    "OTA status reports dropped: unknown_job, wrong_device (another device's job), illegal_transition.",
+    ["reason"],
+    registry=REGISTRY,
+)
+OTA_EVENTS_DROPPED = Counter(
+    "ota_events_dropped_total",
+    "OTA events slow WatchOtaEvents subscribers lost (their oldest queued ones).",
+    registry=REGISTRY,
+)
+
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
 

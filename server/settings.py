@@ -47,8 +47,20 @@ class Settings:
     mqtt_public_url: str = ""
     aws_region: str = ""
     aws_endpoint_url: str = ""
+    # Empty: boto3's usual chain (its own environment lookup, profile, instance role).
+    aws_access_key_id: str = ""
+    aws_secret_access_key: str = field(default="", repr=False)
     s3_bucket: str = ""
+    s3_prefix: str = ""
     firmware_url_ttl_seconds: int = 900
+    # The local firmware store (used when S3_BUCKET is unset); default DATA_DIR/firmware.
+    firmware_dir: Path | None = None
+    firmware_http_port: int = 3001
+    firmware_public_url: str = ""
+    firmware_url_key: str = field(default="", repr=False)
+    # PEM text of the release signing public key; empty: signatures are not checked.
+    firmware_public_key: str = ""
+    firmware_cache_seconds: float = 5.0
     heartbeat_interval_seconds: float = 30.0
     offline_after_seconds: float = 90.0
     heartbeat_flush_seconds: float = 1.0
@@ -64,6 +76,10 @@ class Settings:
     @property
     def production(self) -> bool:
         return self.env == "production"
+
+    @property
+    def firmware_root(self) -> Path:
+        return self.firmware_dir if self.firmware_dir is not None else self.data_dir / "firmware"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -120,6 +136,8 @@ class Settings:
         if bool(admin_email) != bool(admin_password):
             problems.append("ADMIN_EMAIL and ADMIN_PASSWORD must be set together")
 
+        public_key, firmware_public_url, url_key = _firmware_settings(env, problems)
+
         offline_default = 3 * number("HEARTBEAT_INTERVAL_SECONDS", 30.0, 0.1, 86400, float)
         settings = cls(
             env=mode,
@@ -139,8 +157,17 @@ class Settings:
             mqtt_public_url=text("MQTT_PUBLIC_URL"),
             aws_region=text("AWS_REGION"),
             aws_endpoint_url=text("AWS_ENDPOINT_URL"),
+            aws_access_key_id=text("AWS_ACCESS_KEY_ID"),
+            aws_secret_access_key=env.get("AWS_SECRET_ACCESS_KEY", ""),
             s3_bucket=text("S3_BUCKET"),
+            s3_prefix=text("S3_PREFIX").strip("/"),
             firmware_url_ttl_seconds=int(number("FIRMWARE_URL_TTL_SECONDS", 900, 30, 7 * 86400)),
+            firmware_dir=Path(text("FIRMWARE_DIR")) if text("FIRMWARE_DIR") else None,
+            firmware_http_port=port("FIRMWARE_HTTP_PORT", 3001),
+            firmware_public_url=firmware_public_url,
+            firmware_url_key=url_key,
+            firmware_public_key=public_key,
+            firmware_cache_seconds=number("FIRMWARE_CACHE_SECONDS", 5.0, 0, 3600, float),
             heartbeat_interval_seconds=number("HEARTBEAT_INTERVAL_SECONDS", 30.0, 0.1, 86400, float),
             offline_after_seconds=number("OFFLINE_AFTER_SECONDS", offline_default, 0.1, 7 * 86400, float),
             heartbeat_flush_seconds=number("HEARTBEAT_FLUSH_SECONDS", 1.0, 0.01, 60, float),
@@ -158,3 +185,31 @@ class Settings:
         if problems:
             raise SettingsError("invalid configuration:\n  - " + "\n  - ".join(problems))
         return settings
+
+
+def _firmware_settings(env: Mapping[str, str], problems: list[str]) -> tuple[str, str, str]:
+    """FIRMWARE_PUBLIC_KEY(_FILE), FIRMWARE_PUBLIC_URL, FIRMWARE_URL_KEY, checked at start-up."""
+    public_key = env.get("FIRMWARE_PUBLIC_KEY", "").strip()
+    key_file = env.get("FIRMWARE_PUBLIC_KEY_FILE", "").strip()
+    if key_file and not public_key:
+        try:
+            public_key = Path(key_file).read_text()
+        except OSError as exc:
+            problems.append(f"FIRMWARE_PUBLIC_KEY_FILE={key_file!r} cannot be read: {exc.strerror or exc}")
+    if public_key:
+        from firmware_tools.signing import SigningError, load_public_key
+
+        try:
+            load_public_key(public_key.encode(), "FIRMWARE_PUBLIC_KEY(_FILE)")
+        except SigningError as exc:
+            problems.append(str(exc))
+            public_key = ""
+    public_url = env.get("FIRMWARE_PUBLIC_URL", "").strip().rstrip("/")
+    if public_url:
+        parts = urlsplit(public_url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            problems.append(f"FIRMWARE_PUBLIC_URL={public_url!r} must look like https://host[:port]")
+    url_key = env.get("FIRMWARE_URL_KEY", "")
+    if url_key and len(url_key) < 32:
+        problems.append("FIRMWARE_URL_KEY must be at least 32 characters")
+    return public_key, public_url, url_key

@@ -6,7 +6,9 @@ SIGTERM stops all of them in reverse order. Every child is also tied to this pro
 PR_SET_PDEATHSIG, so even if this supervisor is killed outright nothing is left behind.
 
 Ports and places come from the environment: PORT (REST, 3000), GRPC_PORT (50051), MQTT_PORT
-(1883, the local broker), DATA_DIR (./data); two stacks with different values run side by side.
+(1883, the local broker), FIRMWARE_HTTP_PORT (3001, firmware downloads of the local firmware
+store, when S3_BUCKET is unset), DATA_DIR (./data); two stacks with different values run side
+by side.
 """
 
 from __future__ import annotations
@@ -86,6 +88,7 @@ class Stack:
         self.rest_port = int(env.get("PORT") or 3000)
         self.grpc_port = int(env.get("GRPC_PORT") or 50051)
         self.mqtt_port = int(env.get("MQTT_PORT") or 1883)
+        self.firmware_port = int(env.get("FIRMWARE_HTTP_PORT") or 3001)
         self.stoppers: list[tuple[str, object]] = []
         self.server: subprocess.Popen[bytes] | None = None
         self.gateway: Gateway | None = None
@@ -93,6 +96,9 @@ class Stack:
     def start(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         server_env = dict(self.env, DATA_DIR=str(self.data_dir), GRPC_PORT=str(self.grpc_port))
+        if not self.env.get("S3_BUCKET"):
+            # The local firmware store: the control plane serves its signed download URLs.
+            server_env["FIRMWARE_HTTP_PORT"] = str(self.firmware_port)
         if self.env.get("MQTT_URL") or self.env.get("MQTT_WS_URL"):
             say(f"using the configured broker {self.env.get('MQTT_URL') or self.env.get('MQTT_WS_URL')}")
         else:
@@ -123,6 +129,11 @@ class Stack:
         )
         wait_serving(self.grpc_port, self.server)
         say(f"control plane gRPC on :{self.grpc_port} (health SERVING, reflection on)")
+        if self.env.get("S3_BUCKET"):
+            say(f"firmware from s3://{self.env['S3_BUCKET']} (presigned URLs)")
+        else:
+            firmware_dir = self.env.get("FIRMWARE_DIR") or str(self.data_dir / "firmware")
+            say(f"firmware downloads on http://127.0.0.1:{self.firmware_port}/firmware/ (releases in {firmware_dir})")
 
         self.gateway = Gateway(
             GatewayConfig(listen_port=self.rest_port, upstream_host="127.0.0.1", upstream_port=self.grpc_port),

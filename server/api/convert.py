@@ -9,7 +9,8 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from iot.v1 import common_pb2
 from server.core.devices import IssuedCredentials
 from server.core.errors import InvalidArgument
-from server.core.model import ActivityEntry, Device, DeviceHealth, LedState, OtaJobStatus, Role, User
+from server.core.model import ActivityEntry, Device, DeviceHealth, LedState, OtaJob, OtaJobStatus, Role, User
+from server.ports.catalog import Release
 from server.ports.store import PageRequest
 
 ROLE_TO_PB = {Role.USER: common_pb2.USER, Role.ADMIN: common_pb2.ADMIN}
@@ -117,3 +118,36 @@ def device(d: Device, ota_status: OtaJobStatus | None = None) -> common_pb2.Devi
 
 def mqtt_credentials(c: IssuedCredentials) -> common_pb2.MqttCredentials:
     return common_pb2.MqttCredentials(username=c.username, password=c.password, host=c.host, port=c.port, url=c.url)
+
+
+def ota_job(j: OtaJob) -> common_pb2.OtaJob:
+    return common_pb2.OtaJob(
+        job_id=j.job_id,
+        device_id=j.device_id,
+        from_version=j.from_version,
+        to_version=j.to_version,
+        status=OTA_TO_PB[j.status],
+        progress=j.progress,
+        error=j.error,
+        rollout_id=j.rollout_id or "",
+        created_at=timestamp(j.created_at),
+        updated_at=timestamp(j.updated_at),
+        platform=j.platform,
+    )
+
+
+def release(r: Release) -> common_pb2.Release:
+    return common_pb2.Release(
+        platform=r.platform,
+        version=r.version,
+        size=r.size,
+        sha256=r.sha256,
+        secure_version=r.secure_version,
+        project_name=r.project_name,
+        idf_version=r.idf_version,
+        build_time=timestamp(r.build_time),
+        production=r.production,
+        blocked=r.blocked,
+        blocked_reason=r.blocked_reason,
+        signature=r.signature,
+    )

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field, replace
 
 from server.core.caller import Caller
 from server.core.model import Device, OtaJobStatus
-from server.ports.store import DeviceFilter, DeviceSummary, Page, PageRequest, Store
+from server.ports.store import MAX_PAGE_SIZE, DeviceFilter, DeviceSummary, Page, PageRequest, Store
 
 
 @dataclass(frozen=True)
@@ -15,7 +15,7 @@ class DashboardView:
     devices: Page[Device]
     ota_status: dict[str, OtaJobStatus]  # device id -> status of its latest job, if any
     totals: DeviceSummary
-    by_ota_status: dict[str, int] = field(default_factory=dict)  # filled when OTA lands
+    by_ota_status: dict[str, int] = field(default_factory=dict)  # latest job's status -> devices
 
 
 # by_firmware's key for devices that haven't reported a version yet (the store says "").
@@ -37,4 +37,21 @@ class Dashboard:
             key = version or UNREPORTED_FIRMWARE
             by_firmware[key] = by_firmware.get(key, 0) + count
         totals = replace(totals, by_firmware=by_firmware)
-        return DashboardView(devices, {i: job.status for i, job in latest.items()}, totals)
+        by_ota = await self._by_ota_status(owner)
+        return DashboardView(devices, {i: job.status for i, job in latest.items()}, totals, by_ota)
+
+    async def _by_ota_status(self, owner: str | None) -> dict[str, int]:
+        """Devices by the status of their latest OTA job, over all of the caller's devices (not
+        the page). The store has no aggregate for it yet, so this walks the devices a full page
+        (500) at a time: one device page and one job query per 500 devices."""
+        counts: dict[str, int] = {}
+        token = ""
+        while True:
+            page = await self._store.devices.list(DeviceFilter(owner_id=owner), PageRequest(MAX_PAGE_SIZE, token))
+            ids = [d.device_id for d in page.items]
+            if ids:
+                for job in (await self._store.ota_jobs.latest_for_devices(ids)).values():
+                    counts[job.status.value] = counts.get(job.status.value, 0) + 1
+            token = page.next_page_token
+            if not token:
+                return counts

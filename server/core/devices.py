@@ -58,6 +58,16 @@ class HeartbeatQueue(Protocol):
         ...
 
 
+class OtaReports(Protocol):
+    """Where OTA traffic goes once the device is known and unblocked (server/core/ota.py)."""
+
+    async def on_report(self, device: Device, report: OtaStatusReport) -> None: ...
+
+    async def on_health(self, device: Device, report: HealthReport) -> None:
+        """`device` as it was before this heartbeat."""
+        ...
+
+
 @dataclass(frozen=True)
 class BrokerAddress:
     """Where devices connect (MQTT_PUBLIC_URL, else MQTT_URL), as handed out with credentials."""
@@ -145,6 +155,11 @@ class Devices:
         self._command_timeout = command_timeout
         self._cache = _DeviceCache(cache_ttl, negative_ttl=min(cache_ttl, 1.0))
         self._commands = PendingCommands()
+        self._ota: OtaReports | None = None
+
+    def attach_ota(self, ota: OtaReports) -> None:
+        """OTA jobs are built on top of Devices (they need its tenant checks), so they attach later."""
+        self._ota = ota
 
     def attach_publisher(self, publisher: DevicePublisher) -> None:
         """The bridge publishes and also calls us (its InboundHandler): it is built after us."""
@@ -312,7 +327,7 @@ class Devices:
 
     # ---- the watch stream ----------------------------------------------------------------
 
-    async def watch(self, caller: Caller, device_id: str = "") -> Subscription:
+    async def watch(self, caller: Caller, device_id: str = "") -> Subscription[DeviceEvent]:
         """Subscribe now; iterate the result (`async for`) for the events of the devices the
         caller may see, and close it when done."""
         if device_id:
@@ -372,6 +387,8 @@ class Devices:
         )
         self._cache.put(device_id, seen)
         self._emit(DeviceEventKind.HEALTH, seen)
+        if self._ota is not None:
+            await self._ota.on_health(device, report)
 
     async def on_status(self, device_id: str, report: StatusReport) -> None:
         device = await self._known(device_id)
@@ -387,12 +404,11 @@ class Devices:
             await self._transition(replace(device, online=online), online=online, actor=f"device:{device_id}")
 
     async def on_ota_status(self, device_id: str, report: OtaStatusReport) -> None:
-        # OTA jobs are the OTA issue's: for now the report is only checked against the fleet.
-        await self._known(device_id)
-        log.info(
-            "OTA status received",
-            extra={"device_id": device_id, "job_id": report.job_id, "status": report.status.value},
-        )
+        device = await self._known(device_id)
+        if self._ota is None:
+            log.info("OTA status ignored: OTA is not configured", extra={"device_id": device_id})
+            return
+        await self._ota.on_report(device, report)
 
     async def on_swept_offline(self, device_ids: builtins.list[str]) -> None:
         """The offline sweep flipped these devices (each reported to exactly one replica)."""

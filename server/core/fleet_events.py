@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
+from typing import Generic, TypeVar
 
 from server.core.model import Device
 
@@ -43,7 +44,8 @@ class DeviceEvent:
     device: Device | None = None  # the device as known when the event happened (None if gone)
 
 
-EventFilter = Callable[[DeviceEvent], bool]
+E = TypeVar("E")
+EventFilter = Callable[[E], bool]
 
 
 class _Closed:
@@ -53,15 +55,15 @@ class _Closed:
 _CLOSED = _Closed()
 
 
-class Subscription:
-    def __init__(self, hub: DeviceEventHub, accept: EventFilter, size: int) -> None:
+class Subscription(Generic[E]):
+    def __init__(self, hub: EventHub[E], accept: EventFilter[E], size: int) -> None:
         self._hub = hub
         self.accept = accept
-        self.queue: asyncio.Queue[DeviceEvent | _Closed] = asyncio.Queue(maxsize=size)
+        self.queue: asyncio.Queue[E | _Closed] = asyncio.Queue(maxsize=size)
         self.dropped = 0
         self.ended = False
 
-    def offer(self, item: DeviceEvent) -> bool:
+    def offer(self, item: E) -> bool:
         """Enqueue without waiting; drop the oldest queued event when full. True if one was dropped."""
         dropped = False
         if self.queue.full():
@@ -77,10 +79,10 @@ class Subscription:
     def close(self) -> None:
         self._hub.unsubscribe(self)
 
-    def __aiter__(self) -> AsyncIterator[DeviceEvent]:
+    def __aiter__(self) -> AsyncIterator[E]:
         return self._iterate()
 
-    async def _iterate(self) -> AsyncIterator[DeviceEvent]:
+    async def _iterate(self) -> AsyncIterator[E]:
         try:
             while not (self.ended and self.queue.empty()):
                 item = await self.queue.get()
@@ -97,31 +99,33 @@ class Subscription:
             self.queue.put_nowait(_CLOSED)  # wakes a waiting reader; a full queue has none
 
 
-class DeviceEventHub:
+class EventHub(Generic[E]):
+    """Events of one kind (E), fanned out to subscribers; OTA events reuse it (core/ota_events.py)."""
+
     def __init__(self, queue_size: int = DEFAULT_QUEUE_SIZE, on_drop: Callable[[], None] | None = None) -> None:
         self._queue_size = queue_size
         self._on_drop = on_drop
-        self._subscribers: set[Subscription] = set()
+        self._subscribers: set[Subscription[E]] = set()
         self._closed = False
 
     @property
     def subscriber_count(self) -> int:
         return len(self._subscribers)
 
-    def subscribe(self, accept: EventFilter) -> Subscription:
+    def subscribe(self, accept: EventFilter[E]) -> Subscription[E]:
         """Events for which `accept` is true, from now on; iterate the result (`async for`).
         The subscription ends when the iteration stops or the hub closes."""
-        sub = Subscription(self, accept, self._queue_size)
+        sub: Subscription[E] = Subscription(self, accept, self._queue_size)
         if self._closed:
             sub.end()
         else:
             self._subscribers.add(sub)
         return sub
 
-    def unsubscribe(self, sub: Subscription) -> None:
+    def unsubscribe(self, sub: Subscription[E]) -> None:
         self._subscribers.discard(sub)
 
-    def publish(self, event: DeviceEvent) -> None:
+    def publish(self, event: E) -> None:
         for sub in list(self._subscribers):
             if sub.accept(event) and sub.offer(event) and self._on_drop is not None:
                 self._on_drop()
@@ -132,3 +136,7 @@ class DeviceEventHub:
         for sub in list(self._subscribers):
             sub.end()
         self._subscribers.clear()
+
+
+class DeviceEventHub(EventHub[DeviceEvent]):
+    pass

@@ -40,7 +40,12 @@ def processes_mentioning(text: str) -> list[str]:
 
 class Stack:
     def __init__(self, data_dir: Path, **extra_env: str) -> None:
-        self.ports = {"PORT": free_port(), "GRPC_PORT": free_port(), "MQTT_PORT": free_port()}
+        self.ports = {
+            "PORT": free_port(),
+            "GRPC_PORT": free_port(),
+            "MQTT_PORT": free_port(),
+            "FIRMWARE_HTTP_PORT": free_port(),
+        }
         self.data_dir = data_dir
         env = {k: v for k, v in os.environ.items() if not k.startswith(("MQTT_", "MONGO_"))}
         env.update({k: str(v) for k, v in self.ports.items()}, DATA_DIR=str(data_dir), LOG_LEVEL="WARNING")

@@ -13,7 +13,15 @@ from server.settings import Settings
 
 
 def make_settings(data_dir: Path, **overrides: str) -> Settings:
-    env = {"ENV": "test", "GRPC_HOST": "127.0.0.1", "GRPC_PORT": "0", "DATA_DIR": str(data_dir), "LOG_LEVEL": "WARNING"}
+    env = {
+        "ENV": "test",
+        "GRPC_HOST": "127.0.0.1",
+        "GRPC_PORT": "0",
+        "DATA_DIR": str(data_dir),
+        "LOG_LEVEL": "WARNING",
+        # The local firmware store's download endpoint, on a free port like everything else.
+        "FIRMWARE_HTTP_PORT": "0",
+    }
     env.update(overrides)
     return Settings.from_env(env)
 
