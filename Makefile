@@ -13,7 +13,7 @@ USERS ?= 20
 SPAWN_RATE ?= 5
 DURATION ?= 30s
 
-.PHONY: help venv load-venv proto proto-check lint envoy-validate check mosquitto test run bench load clean
+.PHONY: help venv load-venv proto proto-check lint envoy-validate check mosquitto test run demo bench load clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -57,6 +57,9 @@ test: $(STAMP) $(LOAD_STAMP) mosquitto ## the whole test suite; it starts the re
 
 run: $(STAMP) mosquitto ## run the control plane behind Envoy (REST on PORT, gRPC on GRPC_PORT, broker on MQTT_PORT)
 	$(PY) -m tools.stack
+
+demo: $(STAMP) mosquitto ## make run plus a simulated fleet and a scripted walk through the product; exits 0
+	$(PY) -m tools.demo
 
 bench: $(STAMP) ## the benchmarks under loadtest/ (ratios against an in-run baseline)
 	$(PY) -m loadtest.run_benchmarks

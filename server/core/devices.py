@@ -374,8 +374,11 @@ class Devices:
             rssi=report.rssi,
             extra=extra,
         )
-        if self._heartbeats is None:
-            await self._store.apply_heartbeats([heartbeat])  # no writer (tests): write through
+        if self._heartbeats is None or report.firmware_version != device.firmware_version:
+            # A firmware change (the first report, an OTA, a rollback) is written through, so the
+            # device's record and the OTA job it confirms agree at once. Steady heartbeats go
+            # write-behind; a pending older one is then ignored by the store (last_seen rule).
+            await self._store.apply_heartbeats([heartbeat])
         else:
             self._heartbeats.submit(heartbeat)
         seen = replace(

@@ -15,10 +15,12 @@ from server.core.device_rules import credential_matches, hash_credential
 from server.core.devices import BrokerAddress, Devices
 from server.core.errors import NotFound, Unavailable
 from server.core.fleet_events import DeviceEvent, DeviceEventHub, DeviceEventKind
+from server.core.heartbeats import HeartbeatWriter
 from server.core.model import LedState, Role
-from server.ports.broker import DeviceCredentials, StatusReport
+from server.ports.broker import DeviceCredentials, HealthReport, StatusReport
 from server.ports.clock import ManualClock
 from server.store.factory import open_store
+from tests.support.factory import Factory
 
 
 class FlakyBroker:
@@ -109,3 +111,31 @@ async def test_commands_match_by_id_or_by_state_after_publishing() -> None:
     pending.forget(by_id)
     pending.forget(by_state)
     assert len(pending) == 0
+
+
+async def test_firmware_changes_are_written_through_and_steady_heartbeats_behind(tmp_path: Path) -> None:
+    store = await open_store(None, tmp_path)
+    writer = HeartbeatWriter(store.devices, interval=3600)  # never flushes by itself here
+    await writer.start()
+    try:
+        clock = ManualClock(datetime.now(UTC))
+        devices = Devices(store.devices, ActivityLog(store.activity, clock), clock, DeviceEventHub(), heartbeats=writer)
+        await store.devices.create(Factory().device(device_id="lamp", owner_id="alice", firmware_version=""))
+
+        await devices.on_health("lamp", HealthReport("1.0.0", heap=100))
+        assert (await store.devices.get("lamp")).firmware_version == "1.0.0"  # first report: at once
+
+        clock.advance(1)
+        await devices.on_health("lamp", HealthReport("1.0.0", heap=200))
+        stored = await store.devices.get("lamp")
+        assert stored.health is not None and stored.health.heap == 100  # same version: batched
+
+        clock.advance(1)
+        await devices.on_health("lamp", HealthReport("1.1.0", heap=300))
+        assert (await store.devices.get("lamp")).firmware_version == "1.1.0"  # an update: at once
+        await writer.stop()  # the older pending heartbeat must not roll the version back
+        stored = await store.devices.get("lamp")
+        assert stored.firmware_version == "1.1.0" and stored.health is not None and stored.health.heap == 300
+    finally:
+        await writer.stop()
+        await store.close()
