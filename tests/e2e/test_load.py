@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.test_make_run import Stack
+from tests.support.stack import Stack, running_stack
 
 ROOT = Path(__file__).resolve().parents[2]
 LOCUST = ROOT / ".venv-load" / "bin" / "locust"
@@ -17,15 +17,8 @@ LOCUST = ROOT / ".venv-load" / "bin" / "locust"
 
 @pytest.fixture
 def stack(tmp_path: Path) -> Iterator[Stack]:
-    s = Stack(tmp_path / "data")
-    try:
-        s.wait_ready()
+    with running_stack(tmp_path / "data") as s:
         yield s
-    finally:
-        if s.process.poll() is None:
-            s.stop()
-        if s.process.stderr is not None:
-            s.process.stderr.close()
 
 
 @pytest.mark.slow

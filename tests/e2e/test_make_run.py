@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +12,8 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from tests.support.net import free_port, http
+from tests.support.net import http
+from tests.support.stack import Stack, running_stack
 from tests.unit.test_proto_contract import SEED_PATHS
 
 
@@ -38,53 +36,10 @@ def processes_mentioning(text: str) -> list[str]:
     return found
 
 
-class Stack:
-    def __init__(self, data_dir: Path, **extra_env: str) -> None:
-        self.ports = {
-            "PORT": free_port(),
-            "GRPC_PORT": free_port(),
-            "MQTT_PORT": free_port(),
-            "FIRMWARE_HTTP_PORT": free_port(),
-        }
-        self.data_dir = data_dir
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("MQTT_", "MONGO_"))}
-        env.update({k: str(v) for k, v in self.ports.items()}, DATA_DIR=str(data_dir), LOG_LEVEL="WARNING")
-        env.update(extra_env)
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "tools.stack"], env=env, stderr=subprocess.PIPE, text=True
-        )
-        self.rest = f"http://127.0.0.1:{self.ports['PORT']}"
-
-    def wait_ready(self, timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
-        assert self.process.stderr is not None
-        lines = []
-        while time.monotonic() < deadline:
-            line = self.process.stderr.readline()
-            lines.append(line)
-            if "ready;" in line:
-                return
-            if not line and self.process.poll() is not None:
-                break
-        pytest.fail("stack did not become ready:\n" + "".join(lines))
-
-    def stop(self, sig: int = signal.SIGINT) -> int:
-        self.process.send_signal(sig)
-        return self.process.wait(timeout=60)
-
-
 @pytest.fixture
 def stack(tmp_path: Path) -> Iterator[Stack]:
-    s = Stack(tmp_path / "data")
-    try:
-        s.wait_ready()
+    with running_stack(tmp_path / "data") as s:
         yield s
-    finally:
-        if s.process.poll() is None:
-            s.process.kill()
-            s.process.wait()
-        if s.process.stderr is not None:
-            s.process.stderr.close()
 
 
 def test_run_serves_grpc_rest_and_the_broker_then_stops_cleanly(stack: Stack) -> None:
@@ -113,18 +68,10 @@ def test_sigterm_stops_everything_too(stack: Stack) -> None:
 
 def test_data_and_the_env_admin_survive_a_restart(tmp_path: Path) -> None:
     admin = {"ADMIN_EMAIL": "root@example.com", "ADMIN_PASSWORD": "root password 1"}
-    first = Stack(tmp_path / "data", **admin)
-    try:
-        first.wait_ready()
+    with running_stack(tmp_path / "data", **admin) as first:
         body = {"username": "alice", "email": "alice@example.com", "password": "alice password"}
         assert http("POST", first.rest + "/api/auth/register", body)[0] == 200
-    finally:
-        first.stop()
-        if first.process.stderr is not None:
-            first.process.stderr.close()
-    second = Stack(tmp_path / "data", **admin)
-    try:
-        second.wait_ready()
+    with running_stack(tmp_path / "data", **admin) as second:
         status, body = http(
             "POST", second.rest + "/api/auth/login", {"email": "root@example.com", "password": "root password 1"}
         )
@@ -135,10 +82,6 @@ def test_data_and_the_env_admin_survive_a_restart(tmp_path: Path) -> None:
             "POST", second.rest + "/api/auth/login", {"email": "alice@example.com", "password": "alice password"}
         )
         assert status == 200
-    finally:
-        second.stop()
-        if second.process.stderr is not None:
-            second.process.stderr.close()
 
 
 def test_killing_the_supervisor_outright_leaves_nothing_behind(stack: Stack) -> None:

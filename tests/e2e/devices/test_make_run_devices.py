@@ -12,26 +12,17 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.test_make_run import Stack
 from tests.support.mosquitto import DeviceClient
 from tests.support.net import http
+from tests.support.stack import Stack, running_stack
 
 ADMIN = ("root@example.com", "root-password-123")
 
 
 @pytest.fixture
-def fresh_stack(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
-    monkeypatch.setenv("ADMIN_EMAIL", ADMIN[0])
-    monkeypatch.setenv("ADMIN_PASSWORD", ADMIN[1])
-    s = Stack(tmp_path / "data")
-    try:
-        s.wait_ready()
+def fresh_stack(tmp_path: Path) -> Iterator[Stack]:
+    with running_stack(tmp_path / "data", ADMIN_EMAIL=ADMIN[0], ADMIN_PASSWORD=ADMIN[1]) as s:
         yield s
-    finally:
-        if s.process.poll() is None:
-            s.stop()
-        if s.process.stderr is not None:
-            s.process.stderr.close()
 
 
 def login(stack: Stack, email: str, password: str) -> str:
