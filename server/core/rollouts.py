@@ -261,7 +261,9 @@ class Rollouts:
             updated = await self._store.transition(rollout_id, ROLLOUT_ALLOWED_FROM[new], new, at=self._clock.now())
         except Conflict:
             check_transition(await self._get(rollout_id), new)
-            raise  # pragma: no cover - the re-read state allowed the move after all; retryable
+            # The state flapped back to one the move is legal from: a plain Conflict (ABORTED,
+            # "retry") is the honest answer.
+            raise
         await self._activity.record(
             caller.actor, action, rollout_id, status=updated.status.value, previous=rollout.status.value
         )
