@@ -24,6 +24,7 @@ from server.api.devices import DeviceServicer
 from server.api.interceptors import Authorizer, CallInterceptor
 from server.api.ota import OtaServicer
 from server.api.releases import ReleaseServicer
+from server.api.rollouts import RolloutServicer
 from server.api.services import SERVICES, ServiceSpec
 from server.auth.authorizer import PolicyAuthorizer
 from server.auth.passwords import Passwords
@@ -36,6 +37,7 @@ from server.core.heartbeats import HeartbeatWriter
 from server.core.ota import OtaEventHub, OtaJobs
 from server.core.presence import OfflineSweeper
 from server.core.releases import Releases
+from server.core.rollouts import Rollouts, RolloutScheduler
 from server.core.users import Users
 from server.firmware.local import FirmwareHttpServer, LocalCatalog, UrlSigner, derive_url_key
 from server.mqtt.bridge import MqttBridge
@@ -108,6 +110,7 @@ class ControlPlane:
         self.catalog: FirmwareCatalog | None = None
         self.firmware_http: FirmwareHttpServer | None = None
         self.ota: OtaJobs | None = None
+        self.rollout_scheduler: RolloutScheduler | None = None
 
     @property
     def store(self) -> Store:
@@ -127,6 +130,12 @@ class ControlPlane:
         self.catalog = catalog = self._build_catalog()
         self.devices = devices = await self._build_devices(store, activity, catalog)
         assert self.ota is not None
+        self.rollouts = rollouts = Rollouts(
+            store.rollouts, store.ota_jobs, store.devices, self.ota, catalog, activity, self.clock
+        )
+        # Every replica runs it; the store's compare-and-sets keep them from doubling work.
+        self.rollout_scheduler = RolloutScheduler(rollouts)
+        self.rollout_scheduler.start()
         servicers: dict[str, Any] = {
             "iot.v1.AuthService": AuthServicer(users),
             "iot.v1.AdminService": AdminServicer(users, activity, devices),
@@ -134,6 +143,7 @@ class ControlPlane:
             "iot.v1.DashboardService": DashboardServicer(Dashboard(store)),
             "iot.v1.OtaService": OtaServicer(self.ota),
             "iot.v1.ReleaseService": ReleaseServicer(Releases(catalog, activity, self.clock)),
+            "iot.v1.RolloutService": RolloutServicer(rollouts),
         }
         return servicers, PolicyAuthorizer(users)
 
@@ -278,7 +288,10 @@ class ControlPlane:
 
     async def _close_adapters(self) -> None:
         # Reverse order of _build: no more sweeps or device messages, then broker connections,
-        # then the store last (pending heartbeat writes need it).
+        # then the store last (pending heartbeat writes need it). Rollouts first: they start jobs.
+        if self.rollout_scheduler is not None:
+            await self.rollout_scheduler.stop()
+            self.rollout_scheduler = None
         if self.sweeper is not None:
             await self.sweeper.stop()
             self.sweeper = None

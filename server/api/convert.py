@@ -9,7 +9,18 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from iot.v1 import common_pb2
 from server.core.devices import IssuedCredentials
 from server.core.errors import InvalidArgument
-from server.core.model import ActivityEntry, Device, DeviceHealth, LedState, OtaJob, OtaJobStatus, Role, User
+from server.core.model import (
+    ActivityEntry,
+    Device,
+    DeviceHealth,
+    LedState,
+    OtaJob,
+    OtaJobStatus,
+    Role,
+    RolloutStatus,
+    User,
+)
+from server.core.rollouts import RolloutView
 from server.ports.catalog import Release
 from server.ports.store import PageRequest
 
@@ -150,4 +161,31 @@ def release(r: Release) -> common_pb2.Release:
         blocked=r.blocked,
         blocked_reason=r.blocked_reason,
         signature=r.signature,
+    )
+
+
+ROLLOUT_TO_PB = {
+    RolloutStatus.RUNNING: common_pb2.RUNNING,
+    RolloutStatus.PAUSED: common_pb2.PAUSED,
+    RolloutStatus.COMPLETED: common_pb2.COMPLETED,
+    RolloutStatus.ABORTED: common_pb2.ABORTED,
+}
+
+
+def rollout(v: RolloutView) -> common_pb2.Rollout:
+    r, c = v.rollout, v.counters
+    return common_pb2.Rollout(
+        rollout_id=r.rollout_id,
+        platform=r.platform,
+        version=r.version,
+        status=ROLLOUT_TO_PB[r.status],
+        created_by=r.created_by,
+        batch_size=r.batch_size,
+        max_failure_ratio=r.max_failure_ratio,
+        counters=common_pb2.RolloutCounters(
+            targeted=c.targeted, pending=c.pending, in_progress=c.in_progress, succeeded=c.succeeded, failed=c.failed
+        ),
+        created_at=timestamp(r.created_at),
+        updated_at=timestamp(r.updated_at),
+        from_version=r.from_version,
     )

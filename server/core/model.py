@@ -148,6 +148,8 @@ class Rollout:
     max_failure_ratio: float
     created_at: datetime
     updated_at: datetime
+    # Only devices running this version are targeted; "" targets every version but the new one.
+    from_version: str = ""
 
 
 @dataclass(frozen=True)

@@ -134,7 +134,11 @@ class OtaJobs:
         current_blocked = bool(current) and parse_or_none(current) in blocked - {None}
         return UpdateCheck(update_available(current, latest, current_blocked), latest or "", current, current_blocked)
 
-    async def start_update(self, caller: Caller, device_id: str, version: str = "") -> OtaJob:
+    async def start_update(
+        self, caller: Caller, device_id: str, version: str = "", *, rollout_id: str | None = None
+    ) -> OtaJob:
+        """The one way a job starts: from the API for one device, or from the rollout
+        scheduler (with `rollout_id`), so both go through the same checks."""
         device = await self._devices.get(caller, device_id)
         if self._publisher is None:
             raise Unavailable(NO_BROKER)
@@ -169,7 +173,7 @@ class OtaJobs:
             status=OtaJobStatus.STARTED,
             progress=0,
             error="",
-            rollout_id=None,
+            rollout_id=rollout_id,
             created_at=now,
             updated_at=now,
         )
@@ -203,6 +207,7 @@ class OtaJobs:
             device_id,
             job=job.job_id,
             to=release.version,
+            rollout=rollout_id,
             **{"from": device.firmware_version},
         )
         self._emit(job)

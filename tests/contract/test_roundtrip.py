@@ -188,6 +188,7 @@ async def test_heartbeat_round_trips(
         max_failure_ratio=st.floats(allow_nan=False),
         created_at=times,
         updated_at=times,
+        from_version=texts,
     ),
 )
 async def test_job_and_rollout_round_trip(store: Store, job: OtaJob, rollout: Rollout) -> None:

@@ -423,6 +423,7 @@ class Rollout(_message.Message):
     COUNTERS_FIELD_NUMBER: _builtins.int
     CREATED_AT_FIELD_NUMBER: _builtins.int
     UPDATED_AT_FIELD_NUMBER: _builtins.int
+    FROM_VERSION_FIELD_NUMBER: _builtins.int
     rollout_id: _builtins.str
     platform: _builtins.str
     version: _builtins.str
@@ -432,6 +433,8 @@ class Rollout(_message.Message):
     """How many devices are updated at once."""
     max_failure_ratio: _builtins.float
     """The rollout pauses itself when failed / finished exceeds this (0..1)."""
+    from_version: _builtins.str
+    """Only devices running this version are targeted; empty means every version but `version`."""
     @_builtins.property
     def counters(self) -> Global___RolloutCounters: ...
     @_builtins.property
@@ -451,10 +454,11 @@ class Rollout(_message.Message):
         counters: Global___RolloutCounters | None = ...,
         created_at: _timestamp_pb2.Timestamp | None = ...,
         updated_at: _timestamp_pb2.Timestamp | None = ...,
+        from_version: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["counters", b"counters", "created_at", b"created_at", "updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["batch_size", b"batch_size", "counters", b"counters", "created_at", b"created_at", "created_by", b"created_by", "max_failure_ratio", b"max_failure_ratio", "platform", b"platform", "rollout_id", b"rollout_id", "status", b"status", "updated_at", b"updated_at", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["batch_size", b"batch_size", "counters", b"counters", "created_at", b"created_at", "created_by", b"created_by", "from_version", b"from_version", "max_failure_ratio", b"max_failure_ratio", "platform", b"platform", "rollout_id", b"rollout_id", "status", b"status", "updated_at", b"updated_at", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -86,6 +86,7 @@ def _rollout_doc(r: Rollout) -> Doc:
         "maxFailureRatio": r.max_failure_ratio,
         "createdAt": to_us(r.created_at),
         "updatedAt": to_us(r.updated_at),
+        "fromVersion": r.from_version,
     }
     if r.status in ROLLOUT_ACTIVE:
         d["activePlatform"] = r.platform
@@ -103,6 +104,7 @@ def _rollout(d: Doc) -> Rollout:
         max_failure_ratio=d["maxFailureRatio"],
         created_at=from_us(d["createdAt"]),
         updated_at=from_us(d["updatedAt"]),
+        from_version=d.get("fromVersion", ""),  # absent in documents written before the field
     )
 
 

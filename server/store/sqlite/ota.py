@@ -55,6 +55,7 @@ def _rollout(row: Row) -> Rollout:
         max_failure_ratio=row["max_failure_ratio"],
         created_at=from_us(row["created_at"]),
         updated_at=from_us(row["updated_at"]),
+        from_version=row["from_version"],
     )
 
 
@@ -245,6 +246,7 @@ class SqliteRollouts:
             rollout.max_failure_ratio,
             to_us(rollout.created_at),
             to_us(rollout.updated_at),
+            rollout.from_version,  # added by migration 2, so last in the table
         )
         sql = f"INSERT INTO rollouts VALUES ({_placeholders(len(params))})"  # noqa: S608
         try:

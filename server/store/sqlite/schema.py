@@ -93,6 +93,8 @@ MIGRATIONS: list[tuple[str, ...]] = [
         "CREATE INDEX activity_actor ON activity (actor, time, entry_id)",
         "CREATE INDEX activity_target ON activity (target, time, entry_id)",
     ),
+    # A rollout's optional from-version filter (CreateRolloutRequest.from_version).
+    ("ALTER TABLE rollouts ADD COLUMN from_version TEXT NOT NULL DEFAULT ''",),
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
