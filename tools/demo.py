@@ -4,10 +4,11 @@ Starts what `make run` starts (Mosquitto, the control plane, Envoy) with a fresh
 directory, builds and signs two firmware releases with `python -m firmware_tools`, starts a
 simulated ESP32 fleet (`simulator`), and walks through the product over its REST API: a user,
 their devices coming online with their firmware, an acknowledged LED command, an OTA update
-from 1.0.0 to 1.1.0 confirmed by the device's own heartbeat, an admin blocking a device at the
-broker, and the activity log. It prints what happened and exits 0, or names the step that
-failed and exits 1. Ports and DATA_DIR come from the environment as for `make run`
-(DATA_DIR defaults to a temporary directory, so the demo never touches ./data).
+from 1.0.0 to 1.1.0 confirmed by the device's own heartbeat, a staged rollout of 1.1.0 to the
+rest of the fleet, an admin blocking a device at the broker, and the activity log. It prints
+what happened and exits 0, or names the step that failed and exits 1. Ports and DATA_DIR come
+from the environment as for `make run` (DATA_DIR defaults to a temporary directory, so the
+demo never touches ./data).
 """
 
 from __future__ import annotations
@@ -140,10 +141,31 @@ class Walk:
         totals = (await self.call("GET", "/api/dashboard"))["totals"]
         show(f"dashboard: by firmware {totals['byFirmware']}, by OTA status {totals['byOtaStatus']}")
 
-    async def block(self) -> RestApi:
-        device_id = self.ids[-1]
+    async def admin_api(self) -> RestApi:
         root = RestApi(self.rest)
         await asyncio.to_thread(root.login, *self.admin)
+        return root
+
+    async def rollout(self, root: RestApi) -> None:
+        """The rest of the fleet follows in a staged rollout, one device at a time."""
+        body = {"platform": PLATFORM, "version": NEW, "batchSize": 1}
+        rollout = (await self.call("POST", "/api/rollouts", body, api=root))["rollout"]
+        show(f"rollout: {NEW} to {PLATFORM}, batch size 1, {rollout['counters']['targeted']} devices targeted")
+
+        async def completed() -> bool:
+            nonlocal rollout
+            rollout = (await self.call("GET", f"/api/rollouts/{rollout['rolloutId']}", api=root))["rollout"]
+            return bool(rollout["status"] in ("COMPLETED", "PAUSED", "ABORTED"))
+
+        await until("the rollout to complete", completed, 90)
+        counters = rollout["counters"]
+        if rollout["status"] != "COMPLETED":
+            raise DemoFailed(f"the rollout ended {rollout['status']}: {counters}")
+        totals = (await self.call("GET", "/api/dashboard"))["totals"]
+        show(f"rollout: COMPLETED, {counters['succeeded']} succeeded; dashboard by firmware {totals['byFirmware']}")
+
+    async def block(self, root: RestApi) -> None:
+        device_id = self.ids[-1]
         await self.call("POST", f"/api/admin/device/{device_id}/block", {"blocked": True}, api=root)
 
         async def cut_off() -> bool:
@@ -157,7 +179,6 @@ class Walk:
             show(f"admin: blocked {device_id}: disconnected at the broker; LED now refused ({exc})")
         else:
             raise DemoFailed("an LED command to a blocked device was accepted")
-        return root
 
     async def activity(self, root: RestApi) -> None:
         entries = (await self.call("GET", "/api/admin/activity?pageSize=200", api=root))["entries"]
@@ -193,7 +214,10 @@ async def walk(stack: Stack, public_key: Path, admin: tuple[str, str]) -> None:
         await steps.online()
         await steps.led()
         await steps.ota()
-        await steps.activity(await steps.block())
+        root = await steps.admin_api()
+        await steps.rollout(root)
+        await steps.block(root)
+        await steps.activity(root)
     finally:
         report = await fleet.stop()
         show(

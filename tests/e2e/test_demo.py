@@ -27,6 +27,8 @@ def test_demo_walks_through_the_product_and_exits_0() -> None:
         "OTA: SUCCESS",
         "now runs 1.1.0",
         "'1.1.0': 1",
+        "rollout: COMPLETED, 2 succeeded",
+        "'1.1.0': 3",
         "LED now refused",
         "done: every step behaved as documented",
     ):
