@@ -127,6 +127,14 @@ class Stack:
             env=server_env,
             preexec_fn=die_with_parent,  # noqa: PLW1509
         )
+        # Every child is forked before this process makes its first gRPC call (the health wait
+        # below): gRPC's fork handlers abort a child forked while its poller threads run.
+        self.gateway = Gateway(
+            GatewayConfig(listen_port=self.rest_port, upstream_host="127.0.0.1", upstream_port=self.grpc_port),
+            workdir=self.data_dir / "envoy",
+            preexec_fn=die_with_parent,
+        )
+        self.gateway.start()
         wait_serving(self.grpc_port, self.server)
         say(f"control plane gRPC on :{self.grpc_port} (health SERVING, reflection on)")
         if self.env.get("S3_BUCKET"):
@@ -134,13 +142,6 @@ class Stack:
         else:
             firmware_dir = self.env.get("FIRMWARE_DIR") or str(self.data_dir / "firmware")
             say(f"firmware downloads on http://127.0.0.1:{self.firmware_port}/firmware/ (releases in {firmware_dir})")
-
-        self.gateway = Gateway(
-            GatewayConfig(listen_port=self.rest_port, upstream_host="127.0.0.1", upstream_port=self.grpc_port),
-            workdir=self.data_dir / "envoy",
-            preexec_fn=die_with_parent,
-        )
-        self.gateway.start()
         say(f"REST (Envoy) on http://127.0.0.1:{self.gateway.port}/api (access log: {self.gateway.log_path})")
         say("ready; Ctrl-C stops everything")
 
