@@ -25,6 +25,7 @@ from typing import Protocol
 from server.core.activity import SYSTEM, ActivityLog
 from server.core.caller import Caller
 from server.core.commands import PendingCommand, PendingCommands
+from server.core.device_cache import DeviceCache
 from server.core.device_rules import hash_credential, validate_device_id, validate_name, validate_platform
 from server.core.errors import (
     AlreadyExists,
@@ -103,32 +104,6 @@ def not_found(device_id: str) -> NotFound:
     return NotFound(f"device {device_id} not found")
 
 
-class _DeviceCache:
-    """Recently read devices, so ingest doesn't read the store per message. Short-lived: it
-    only decides whether to accept a message; the broker is what cuts off blocked devices."""
-
-    def __init__(self, ttl: float, negative_ttl: float, max_entries: int = 100_000) -> None:
-        self._ttl = ttl
-        self._negative_ttl = negative_ttl
-        self._max = max_entries
-        self._entries: dict[str, tuple[Device | None, float]] = {}
-
-    def get(self, device_id: str) -> tuple[bool, Device | None]:
-        entry = self._entries.get(device_id)
-        if entry is None or entry[1] < time.monotonic():
-            return False, None
-        return True, entry[0]
-
-    def put(self, device_id: str, device: Device | None) -> None:
-        if len(self._entries) >= self._max:
-            self._entries.clear()
-        ttl = self._ttl if device is not None else self._negative_ttl
-        self._entries[device_id] = (device, time.monotonic() + ttl)
-
-    def drop(self, device_id: str) -> None:
-        self._entries.pop(device_id, None)
-
-
 class Devices:
     def __init__(
         self,
@@ -153,7 +128,7 @@ class Devices:
         self._address = address
         self._heartbeats = heartbeats
         self._command_timeout = command_timeout
-        self._cache = _DeviceCache(cache_ttl, negative_ttl=min(cache_ttl, 1.0))
+        self._cache = DeviceCache(cache_ttl, negative_ttl=min(cache_ttl, 1.0))
         self._commands = PendingCommands()
         self._ota: OtaReports | None = None
 
