@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from grpc.aio import ServicerContext
 
 from iot.v1 import admin_pb2, admin_pb2_grpc
 from server.api import convert
@@ -19,7 +19,11 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         self._activity = activity
         self._devices = devices
 
-    async def ListUsers(self, request: admin_pb2.ListUsersRequest, context: Any) -> admin_pb2.ListUsersResponse:
+    async def ListUsers(
+        self,
+        request: admin_pb2.ListUsersRequest,
+        context: ServicerContext[admin_pb2.ListUsersRequest, admin_pb2.ListUsersResponse],
+    ) -> admin_pb2.ListUsersResponse:
         flt = UserFilter(
             blocked=request.blocked if request.HasField("blocked") else None,
             role=convert.role_from_pb(request.role),
@@ -31,7 +35,9 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         )
 
     async def SetUserBlocked(
-        self, request: admin_pb2.SetUserBlockedRequest, context: Any
+        self,
+        request: admin_pb2.SetUserBlockedRequest,
+        context: ServicerContext[admin_pb2.SetUserBlockedRequest, admin_pb2.SetUserBlockedResponse],
     ) -> admin_pb2.SetUserBlockedResponse:
         # The seed's call has no body: absent means "block".
         blocked = request.blocked if request.HasField("blocked") else True
@@ -39,7 +45,9 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         return admin_pb2.SetUserBlockedResponse(user=convert.user(user))
 
     async def ListActivity(
-        self, request: admin_pb2.ListActivityRequest, context: Any
+        self,
+        request: admin_pb2.ListActivityRequest,
+        context: ServicerContext[admin_pb2.ListActivityRequest, admin_pb2.ListActivityResponse],
     ) -> admin_pb2.ListActivityResponse:
         flt = ActivityFilter(
             actor=request.actor or None,
@@ -54,7 +62,9 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         )
 
     async def ListDevices(
-        self, request: admin_pb2.AdminServiceListDevicesRequest, context: Any
+        self,
+        request: admin_pb2.AdminServiceListDevicesRequest,
+        context: ServicerContext[admin_pb2.AdminServiceListDevicesRequest, admin_pb2.AdminServiceListDevicesResponse],
     ) -> admin_pb2.AdminServiceListDevicesResponse:
         flt = DeviceFilter(
             owner_id=request.owner_id or None,
@@ -70,7 +80,9 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         )
 
     async def SetDeviceBlocked(
-        self, request: admin_pb2.SetDeviceBlockedRequest, context: Any
+        self,
+        request: admin_pb2.SetDeviceBlockedRequest,
+        context: ServicerContext[admin_pb2.SetDeviceBlockedRequest, admin_pb2.SetDeviceBlockedResponse],
     ) -> admin_pb2.SetDeviceBlockedResponse:
         blocked = request.blocked if request.HasField("blocked") else True
         device = await self._devices.set_blocked(current_caller(), request.device_id, blocked)

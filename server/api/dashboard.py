@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from grpc.aio import ServicerContext
 
 from iot.v1 import dashboard_pb2, dashboard_pb2_grpc
 from server.api import convert
@@ -15,7 +15,9 @@ class DashboardServicer(dashboard_pb2_grpc.DashboardServiceServicer):
         self._dashboard = dashboard
 
     async def GetDashboard(
-        self, request: dashboard_pb2.GetDashboardRequest, context: Any
+        self,
+        request: dashboard_pb2.GetDashboardRequest,
+        context: ServicerContext[dashboard_pb2.GetDashboardRequest, dashboard_pb2.GetDashboardResponse],
     ) -> dashboard_pb2.GetDashboardResponse:
         view = await self._dashboard.view(current_caller(), convert.page_request(request.page_size, request.page_token))
         t = view.totals

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any
+
+from grpc.aio import ServicerContext
 
 from iot.v1 import device_pb2, device_pb2_grpc
 from server.api import convert
@@ -29,14 +30,20 @@ class DeviceServicer(device_pb2_grpc.DeviceServiceServicer):
         self._devices = devices
 
     async def RegisterDevice(
-        self, request: device_pb2.RegisterDeviceRequest, context: Any
+        self,
+        request: device_pb2.RegisterDeviceRequest,
+        context: ServicerContext[device_pb2.RegisterDeviceRequest, device_pb2.RegisterDeviceResponse],
     ) -> device_pb2.RegisterDeviceResponse:
         reg = await self._devices.register(current_caller(), request.device_id, request.name, request.platform)
         return device_pb2.RegisterDeviceResponse(
             device=convert.device(reg.device), mqtt=convert.mqtt_credentials(reg.credentials)
         )
 
-    async def ListDevices(self, request: device_pb2.ListDevicesRequest, context: Any) -> device_pb2.ListDevicesResponse:
+    async def ListDevices(
+        self,
+        request: device_pb2.ListDevicesRequest,
+        context: ServicerContext[device_pb2.ListDevicesRequest, device_pb2.ListDevicesResponse],
+    ) -> device_pb2.ListDevicesResponse:
         flt = DeviceFilter(
             online=request.online if request.HasField("online") else None,
             firmware_version=request.firmware_version or None,
@@ -48,17 +55,27 @@ class DeviceServicer(device_pb2_grpc.DeviceServiceServicer):
             devices=[convert.device(d) for d in page.items], next_page_token=page.next_page_token
         )
 
-    async def GetDevice(self, request: device_pb2.GetDeviceRequest, context: Any) -> device_pb2.GetDeviceResponse:
+    async def GetDevice(
+        self,
+        request: device_pb2.GetDeviceRequest,
+        context: ServicerContext[device_pb2.GetDeviceRequest, device_pb2.GetDeviceResponse],
+    ) -> device_pb2.GetDeviceResponse:
         device = await self._devices.get(current_caller(), request.device_id)
         return device_pb2.GetDeviceResponse(device=convert.device(device))
 
     async def DeleteDevice(
-        self, request: device_pb2.DeleteDeviceRequest, context: Any
+        self,
+        request: device_pb2.DeleteDeviceRequest,
+        context: ServicerContext[device_pb2.DeleteDeviceRequest, device_pb2.DeleteDeviceResponse],
     ) -> device_pb2.DeleteDeviceResponse:
         await self._devices.delete(current_caller(), request.device_id)
         return device_pb2.DeleteDeviceResponse()
 
-    async def SetLed(self, request: device_pb2.SetLedRequest, context: Any) -> device_pb2.SetLedResponse:
+    async def SetLed(
+        self,
+        request: device_pb2.SetLedRequest,
+        context: ServicerContext[device_pb2.SetLedRequest, device_pb2.SetLedResponse],
+    ) -> device_pb2.SetLedResponse:
         state = convert.led_from_pb(request.state)
         timeout = request.timeout_ms / 1000 if request.timeout_ms > 0 else None
         result = await self._devices.set_led(current_caller(), request.device_id, state, timeout)
@@ -67,13 +84,17 @@ class DeviceServicer(device_pb2_grpc.DeviceServiceServicer):
         )
 
     async def RotateCredentials(
-        self, request: device_pb2.RotateCredentialsRequest, context: Any
+        self,
+        request: device_pb2.RotateCredentialsRequest,
+        context: ServicerContext[device_pb2.RotateCredentialsRequest, device_pb2.RotateCredentialsResponse],
     ) -> device_pb2.RotateCredentialsResponse:
         creds = await self._devices.rotate_credentials(current_caller(), request.device_id)
         return device_pb2.RotateCredentialsResponse(mqtt=convert.mqtt_credentials(creds))
 
     async def WatchDeviceEvents(
-        self, request: device_pb2.WatchDeviceEventsRequest, context: Any
+        self,
+        request: device_pb2.WatchDeviceEventsRequest,
+        context: ServicerContext[device_pb2.WatchDeviceEventsRequest, device_pb2.WatchDeviceEventsResponse],
     ) -> AsyncIterator[device_pb2.WatchDeviceEventsResponse]:
         events = await self._devices.watch(current_caller(), request.device_id)
         try:

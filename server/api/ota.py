@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any
+
+from grpc.aio import ServicerContext
 
 from iot.v1 import ota_pb2, ota_pb2_grpc
 from server.api import convert
@@ -15,7 +16,11 @@ class OtaServicer(ota_pb2_grpc.OtaServiceServicer):
     def __init__(self, ota: OtaJobs) -> None:
         self._ota = ota
 
-    async def CheckUpdate(self, request: ota_pb2.CheckUpdateRequest, context: Any) -> ota_pb2.CheckUpdateResponse:
+    async def CheckUpdate(
+        self,
+        request: ota_pb2.CheckUpdateRequest,
+        context: ServicerContext[ota_pb2.CheckUpdateRequest, ota_pb2.CheckUpdateResponse],
+    ) -> ota_pb2.CheckUpdateResponse:
         result = await self._ota.check(current_caller(), request.device_id)
         return ota_pb2.CheckUpdateResponse(
             update_available=result.update_available,
@@ -24,23 +29,37 @@ class OtaServicer(ota_pb2_grpc.OtaServiceServicer):
             current_blocked=result.current_blocked,
         )
 
-    async def StartUpdate(self, request: ota_pb2.StartUpdateRequest, context: Any) -> ota_pb2.StartUpdateResponse:
+    async def StartUpdate(
+        self,
+        request: ota_pb2.StartUpdateRequest,
+        context: ServicerContext[ota_pb2.StartUpdateRequest, ota_pb2.StartUpdateResponse],
+    ) -> ota_pb2.StartUpdateResponse:
         job = await self._ota.start_update(current_caller(), request.device_id, request.version.strip())
         return ota_pb2.StartUpdateResponse(job=convert.ota_job(job))
 
-    async def ListOtaJobs(self, request: ota_pb2.ListOtaJobsRequest, context: Any) -> ota_pb2.ListOtaJobsResponse:
+    async def ListOtaJobs(
+        self,
+        request: ota_pb2.ListOtaJobsRequest,
+        context: ServicerContext[ota_pb2.ListOtaJobsRequest, ota_pb2.ListOtaJobsResponse],
+    ) -> ota_pb2.ListOtaJobsResponse:
         page_request = convert.page_request(request.page_size, request.page_token)
         page = await self._ota.list(current_caller(), request.device_id, page_request)
         return ota_pb2.ListOtaJobsResponse(
             jobs=[convert.ota_job(j) for j in page.items], next_page_token=page.next_page_token
         )
 
-    async def GetOtaJob(self, request: ota_pb2.GetOtaJobRequest, context: Any) -> ota_pb2.GetOtaJobResponse:
+    async def GetOtaJob(
+        self,
+        request: ota_pb2.GetOtaJobRequest,
+        context: ServicerContext[ota_pb2.GetOtaJobRequest, ota_pb2.GetOtaJobResponse],
+    ) -> ota_pb2.GetOtaJobResponse:
         job = await self._ota.get(current_caller(), request.device_id, request.job_id)
         return ota_pb2.GetOtaJobResponse(job=convert.ota_job(job))
 
     async def WatchOtaEvents(
-        self, request: ota_pb2.WatchOtaEventsRequest, context: Any
+        self,
+        request: ota_pb2.WatchOtaEventsRequest,
+        context: ServicerContext[ota_pb2.WatchOtaEventsRequest, ota_pb2.WatchOtaEventsResponse],
     ) -> AsyncIterator[ota_pb2.WatchOtaEventsResponse]:
         events = await self._ota.watch(current_caller(), request.device_id, request.rollout_id)
         try:
