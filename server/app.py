@@ -35,6 +35,7 @@ from server.core.devices import BrokerAddress, Devices
 from server.core.fleet_events import DeviceEventHub
 from server.core.heartbeats import HeartbeatWriter
 from server.core.ota import OtaEventHub, OtaJobs
+from server.core.ota_status import LatestOtaStatus
 from server.core.presence import OfflineSweeper
 from server.core.releases import Releases
 from server.core.rollouts import Rollouts, RolloutScheduler
@@ -136,11 +137,12 @@ class ControlPlane:
         # Every replica runs it; the store's compare-and-sets keep them from doubling work.
         self.rollout_scheduler = RolloutScheduler(rollouts)
         self.rollout_scheduler.start()
+        ota_status = LatestOtaStatus(store.ota_jobs)
         servicers: dict[str, Any] = {
             "iot.v1.AuthService": AuthServicer(users),
-            "iot.v1.AdminService": AdminServicer(users, activity, devices),
-            "iot.v1.DeviceService": DeviceServicer(devices),
-            "iot.v1.DashboardService": DashboardServicer(Dashboard(store)),
+            "iot.v1.AdminService": AdminServicer(users, activity, devices, ota_status),
+            "iot.v1.DeviceService": DeviceServicer(devices, ota_status),
+            "iot.v1.DashboardService": DashboardServicer(Dashboard(store, ota_status)),
             "iot.v1.OtaService": OtaServicer(self.ota),
             "iot.v1.ReleaseService": ReleaseServicer(Releases(catalog, activity, self.clock)),
             "iot.v1.RolloutService": RolloutServicer(rollouts),

@@ -9,15 +9,17 @@ from server.api import convert
 from server.api.interceptors import current_caller
 from server.core.activity import ActivityLog
 from server.core.devices import Devices
+from server.core.ota_status import LatestOtaStatus
 from server.core.users import Users
 from server.ports.store import ActivityFilter, DeviceFilter, UserFilter
 
 
 class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
-    def __init__(self, users: Users, activity: ActivityLog, devices: Devices) -> None:
+    def __init__(self, users: Users, activity: ActivityLog, devices: Devices, ota_status: LatestOtaStatus) -> None:
         self._users = users
         self._activity = activity
         self._devices = devices
+        self._ota_status = ota_status
 
     async def ListUsers(
         self,
@@ -75,8 +77,10 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         )
         page_request = convert.page_request(request.page_size, request.page_token)
         page = await self._devices.list(current_caller(), flt, page_request, fleet=True)
+        status = await self._ota_status.of(page.items)
         return admin_pb2.AdminServiceListDevicesResponse(
-            devices=[convert.device(d) for d in page.items], next_page_token=page.next_page_token
+            devices=[convert.device(d, status.get(d.device_id)) for d in page.items],
+            next_page_token=page.next_page_token,
         )
 
     async def SetDeviceBlocked(
@@ -86,4 +90,5 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
     ) -> admin_pb2.SetDeviceBlockedResponse:
         blocked = request.blocked if request.HasField("blocked") else True
         device = await self._devices.set_blocked(current_caller(), request.device_id, blocked)
-        return admin_pb2.SetDeviceBlockedResponse(device=convert.device(device))
+        status = await self._ota_status.of([device])
+        return admin_pb2.SetDeviceBlockedResponse(device=convert.device(device, status.get(device.device_id)))

@@ -11,6 +11,7 @@ from server.api import convert
 from server.api.interceptors import current_caller
 from server.core.devices import Devices
 from server.core.fleet_events import DeviceEventKind
+from server.core.ota_status import LatestOtaStatus
 from server.ports.store import DeviceFilter
 
 EVENT_KIND_TO_PB = {
@@ -26,8 +27,9 @@ EVENT_KIND_TO_PB = {
 
 
 class DeviceServicer(device_pb2_grpc.DeviceServiceServicer):
-    def __init__(self, devices: Devices) -> None:
+    def __init__(self, devices: Devices, ota_status: LatestOtaStatus) -> None:
         self._devices = devices
+        self._ota_status = ota_status
 
     async def RegisterDevice(
         self,
@@ -51,8 +53,10 @@ class DeviceServicer(device_pb2_grpc.DeviceServiceServicer):
         page = await self._devices.list(
             current_caller(), flt, convert.page_request(request.page_size, request.page_token)
         )
+        status = await self._ota_status.of(page.items)
         return device_pb2.ListDevicesResponse(
-            devices=[convert.device(d) for d in page.items], next_page_token=page.next_page_token
+            devices=[convert.device(d, status.get(d.device_id)) for d in page.items],
+            next_page_token=page.next_page_token,
         )
 
     async def GetDevice(
@@ -61,7 +65,8 @@ class DeviceServicer(device_pb2_grpc.DeviceServiceServicer):
         context: ServicerContext[device_pb2.GetDeviceRequest, device_pb2.GetDeviceResponse],
     ) -> device_pb2.GetDeviceResponse:
         device = await self._devices.get(current_caller(), request.device_id)
-        return device_pb2.GetDeviceResponse(device=convert.device(device))
+        status = await self._ota_status.of([device])
+        return device_pb2.GetDeviceResponse(device=convert.device(device, status.get(device.device_id)))
 
     async def DeleteDevice(
         self,

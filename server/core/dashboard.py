@@ -7,6 +7,7 @@ from dataclasses import dataclass, field, replace
 
 from server.core.caller import Caller
 from server.core.model import Device, OtaJobStatus
+from server.core.ota_status import LatestOtaStatus
 from server.ports.store import MAX_PAGE_SIZE, DeviceFilter, DeviceSummary, Page, PageRequest, Store
 
 
@@ -23,14 +24,14 @@ UNREPORTED_FIRMWARE = "unknown"
 
 
 class Dashboard:
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, ota_status: LatestOtaStatus) -> None:
         self._store = store
+        self._ota_status = ota_status
 
     async def view(self, caller: Caller, page: PageRequest) -> DashboardView:
         owner = None if caller.is_admin else caller.user_id
         devices = await self._store.devices.list(DeviceFilter(owner_id=owner), page)
-        ids = [d.device_id for d in devices.items]
-        latest = await self._store.ota_jobs.latest_for_devices(ids) if ids else {}
+        ota_status = await self._ota_status.of(devices.items)
         totals = await self._store.devices.summary(owner)
         by_firmware: dict[str, int] = {}
         for version, count in totals.by_firmware.items():
@@ -38,7 +39,7 @@ class Dashboard:
             by_firmware[key] = by_firmware.get(key, 0) + count
         totals = replace(totals, by_firmware=by_firmware)
         by_ota = await self._by_ota_status(owner)
-        return DashboardView(devices, {i: job.status for i, job in latest.items()}, totals, by_ota)
+        return DashboardView(devices, ota_status, totals, by_ota)
 
     async def _by_ota_status(self, owner: str | None) -> dict[str, int]:
         """Devices by the status of their latest OTA job, over all of the caller's devices (not
@@ -48,10 +49,8 @@ class Dashboard:
         token = ""
         while True:
             page = await self._store.devices.list(DeviceFilter(owner_id=owner), PageRequest(MAX_PAGE_SIZE, token))
-            ids = [d.device_id for d in page.items]
-            if ids:
-                for job in (await self._store.ota_jobs.latest_for_devices(ids)).values():
-                    counts[job.status.value] = counts.get(job.status.value, 0) + 1
+            for status in (await self._ota_status.of(page.items)).values():
+                counts[status.value] = counts.get(status.value, 0) + 1
             token = page.next_page_token
             if not token:
                 return counts

@@ -131,10 +131,53 @@ async def test_the_seed_ota_flow_end_to_end(rest: RestFleet, releases: ReleaseRo
     assert status == 200, dashboard
     assert dashboard["totals"]["byOtaStatus"] == {"SUCCESS": 1}
     assert dashboard["devices"][0]["otaStatus"] == "SUCCESS"
+    assert (await rest.device_list(token))["ota-lamp"]["otaStatus"] == "SUCCESS"
     status, jobs = await rest.call("GET", "/api/ota/ota-lamp/jobs", token)
     assert status == 200 and [j["status"] for j in jobs["jobs"]] == ["SUCCESS"]
     status, check = await rest.call("GET", "/api/ota/ota-lamp/check", token)
     assert check["updateAvailable"] is False and check["latestVersion"] == "1.1.0"
+
+
+async def test_device_lists_show_each_devices_latest_ota_status(rest: RestFleet) -> None:
+    """GET /api/device, /api/device/{id} and /api/admin/devices fill in otaStatus from the
+    device's newest job, on every page; a device that never had a job says UNSPECIFIED."""
+    token, admin = await rest.user(), await rest.user(admin=True)
+    for device_id in ("st-a", "st-b", "st-c"):
+        status, reg = await rest.call("POST", "/api/device/register", token, {"deviceId": device_id})
+        assert status == 200, reg
+        if device_id != "st-c":
+            device = await rest.connect(reg["mqtt"])
+            await rest.heartbeat(device, "1.0.0")
+            await rest.until(token, device_id, lambda d: d.get("firmwareVersion") == "1.0.0" and d.get("online"))
+            status, started = await rest.call("POST", f"/api/ota/{device_id}/start", token, {})
+            assert status == 200, started
+            if device_id == "st-a":  # a failed job, then a newer one: the newer one counts
+                report = {"jobId": started["job"]["jobId"], "status": "FAILED", "error": "flash"}
+                await device.publish(f"devices/{device_id}/ota/status", json.dumps(report))
+                await rest.until(token, device_id, lambda d: d.get("otaStatus") == "FAILED")
+                status, started = await rest.call("POST", f"/api/ota/{device_id}/start", token, {})
+                assert status == 200, started
+    expected = {"st-a": "STARTED", "st-b": "STARTED", "st-c": "OTA_JOB_STATUS_UNSPECIFIED"}
+
+    listed = await rest.device_list(token)
+    assert {i: d["otaStatus"] for i, d in listed.items()} == expected
+    for device_id, ota_status in expected.items():
+        status, one = await rest.call("GET", f"/api/device/{device_id}", token)
+        assert status == 200 and one["device"]["otaStatus"] == ota_status, one
+    owner = listed["st-a"]["ownerId"]
+    fleet = await rest.device_list(admin, f"/api/admin/devices?ownerId={owner}")
+    assert {i: d["otaStatus"] for i, d in fleet.items()} == expected
+
+    paged: dict[str, str] = {}
+    query = "pageSize=1"
+    while True:
+        status, page = await rest.call("GET", f"/api/device?{query}", token)
+        assert status == 200 and len(page["devices"]) == 1, page
+        paged |= {d["deviceId"]: d["otaStatus"] for d in page["devices"]}
+        if not page.get("nextPageToken"):
+            break
+        query = f"pageSize=1&pageToken={page['nextPageToken']}"
+    assert paged == expected
 
 
 async def test_rest_tenants_releases_and_tampered_urls(rest: RestFleet) -> None:
