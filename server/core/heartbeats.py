@@ -12,13 +12,13 @@ what is left, so a clean shutdown loses nothing that was received.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Protocol
 
 from server.core.model import Heartbeat
+from server.core.periodic import PeriodicTask
 
 log = logging.getLogger(__name__)
 
@@ -65,9 +65,10 @@ class HeartbeatWriter:
         self._pending: dict[str, Heartbeat] = {}
         self._wake = asyncio.Event()
         self._flush_lock = asyncio.Lock()
-        self._task: asyncio.Task[None] | None = None
-        self._stopping = False
-        self._stopped = asyncio.Event()
+        # After a failed flush the runner waits a full interval even when max_batch keeps waking it.
+        self._runner = PeriodicTask(
+            "heartbeat flush", self._flush_or_raise, interval, wake=self._wake, first_tick_at_start=False, logger=log
+        )
         self.stats = HeartbeatStats()
 
     @property
@@ -90,21 +91,13 @@ class HeartbeatWriter:
             self._wake.set()
 
     async def start(self) -> None:
-        if self._task is None:
-            self._stopping = False
-            self._stopped.clear()
-            self._task = asyncio.create_task(self._run(), name="heartbeat-writer")
+        self._runner.start()
 
     async def stop(self) -> None:
-        """Stop the background task, then flush everything still pending. If the store is
-        down the data that could not be written stays in `pending` and is logged."""
-        self._stopping = True
-        self._stopped.set()
-        self._wake.set()
-        if self._task is not None:
-            task, self._task = self._task, None
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        """Stop the background flushes (one in flight finishes), then flush everything still
+        pending. If the store is down the data that could not be written stays in `pending`
+        and is logged."""
+        await self._runner.stop()
         await self.flush()
         if self._pending:
             log.error("heartbeat writer stopped with %d heartbeats unwritten", len(self._pending))
@@ -113,6 +106,18 @@ class HeartbeatWriter:
         """Write everything pending now, in batches of max_batch; returns how many were
         written. On failure the unwritten heartbeats go back (older than anything that
         arrived meanwhile) and the error is logged and counted, not raised."""
+        written, error = await self._write_pending()
+        if error is not None:
+            log.warning("heartbeat flush failed (%s); %d pending, will retry", error, len(self._pending))
+        return written
+
+    async def _flush_or_raise(self) -> None:
+        """The runner's tick: a failure is raised, so the runner logs it (bounded) and backs off."""
+        _, error = await self._write_pending()
+        if error is not None:
+            raise error
+
+    async def _write_pending(self) -> tuple[int, Exception | None]:
         async with self._flush_lock:
             written = 0
             while self._pending:
@@ -125,28 +130,8 @@ class HeartbeatWriter:
                     for hb in batch:
                         current = self._pending.get(hb.device_id)
                         self._pending[hb.device_id] = hb if current is None else _merge(hb, current)
-                    log.warning(
-                        "heartbeat flush of %d failed (%s); %d pending, will retry",
-                        len(batch),
-                        exc,
-                        len(self._pending),
-                    )
-                    break
+                    return written, exc
                 written += len(batch)
                 self.stats.written += len(batch)
                 self.stats.flushes += 1
-            return written
-
-    async def _run(self) -> None:
-        while not self._stopping:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=self.interval)
-            self._wake.clear()
-            if self._stopping:
-                return  # stop() does the final flush
-            failures = self.stats.failures
-            await self.flush()
-            if self.stats.failures > failures:
-                # back off for one interval even when max_batch keeps waking us
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stopped.wait(), timeout=self.interval)
+            return written, None

@@ -11,8 +11,6 @@ excepted) and emits an OtaEvent for WatchOtaEvents.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import uuid
 from collections.abc import Callable
@@ -25,7 +23,6 @@ from server.core.devices import Devices
 from server.core.errors import (
     AlreadyExists,
     Conflict,
-    DomainError,
     FailedPrecondition,
     InvalidArgument,
     NotFound,
@@ -35,6 +32,7 @@ from server.core.fleet_events import EventHub, Subscription
 from server.core.model import OTA_ACTIVE, Device, OtaJob, OtaJobStatus
 from server.core.ota_rules import IllegalTransition, Step, step_for_health, step_for_report, update_available
 from server.core.ota_rules import version_or_none as parse_or_none
+from server.core.periodic import PeriodicTask
 from server.ports.broker import DevicePublisher, HealthReport, OtaStatusReport
 from server.ports.catalog import FirmwareCatalog
 from server.ports.clock import Clock
@@ -98,7 +96,13 @@ class OtaJobs:
         # Devices with an active job, as far as this replica knows: a heartbeat from any other
         # device that reports its usual version costs no store read (heartbeats are the hot path).
         self._watched: set[str] = set()
-        self._sweeper: asyncio.Task[None] | None = None
+        self._sweeper = PeriodicTask(
+            "OTA timeout sweep",
+            self.sweep_timeouts,
+            sweep_interval(job_timeout_seconds),
+            first_tick_at_start=False,
+            logger=log,
+        )
 
     def attach_publisher(self, publisher: DevicePublisher) -> None:
         self._publisher = publisher
@@ -115,14 +119,10 @@ class OtaJobs:
                 token = page.next_page_token
                 if not token:
                     break
-        self._sweeper = asyncio.create_task(self._sweep_loop(), name="ota-timeout-sweep")
+        self._sweeper.start()
 
     async def stop(self) -> None:
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sweeper
-            self._sweeper = None
+        await self._sweeper.stop()
 
     # ---- the API -------------------------------------------------------------------------
 
@@ -287,15 +287,6 @@ class OtaJobs:
             if await self._apply(job, step, SYSTEM, quiet_conflict=True) is not None:
                 ended += 1
         return ended
-
-    async def _sweep_loop(self) -> None:
-        interval = sweep_interval(self._timeout)
-        while True:
-            await asyncio.sleep(interval)
-            try:
-                await self.sweep_timeouts()
-            except DomainError as exc:  # the store is down: try again next time
-                log.warning("OTA timeout sweep failed", extra={"error": exc.message})
 
     # ---- helpers -------------------------------------------------------------------------
 

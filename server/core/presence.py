@@ -8,13 +8,11 @@ returned to exactly one caller, which writes its one activity entry and event.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
-from server.core.errors import DomainError
+from server.core.periodic import PeriodicTask
 from server.ports.clock import Clock
 from server.ports.store import DeviceStore
 
@@ -48,7 +46,7 @@ class OfflineSweeper:
         self.interval = sweep_interval(offline_after) if interval is None else interval
         self._batch = batch
         self._on_online_count = on_online_count
-        self._task: asyncio.Task[None] | None = None
+        self._runner = PeriodicTask("offline sweep", self.sweep_once, self.interval, logger=log)
 
     async def sweep_once(self) -> list[str]:
         """Flip every stale device now; returns the ids this call flipped."""
@@ -66,22 +64,7 @@ class OfflineSweeper:
         return flipped
 
     def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._run(), name="offline-sweep")
+        self._runner.start()
 
     async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-
-    async def _run(self) -> None:
-        while True:
-            try:
-                await self.sweep_once()
-            except DomainError as exc:  # e.g. the database is briefly Unavailable
-                log.warning("offline sweep failed: %s", exc.message)
-            except Exception:
-                log.exception("offline sweep failed")
-            await asyncio.sleep(self.interval)
+        await self._runner.stop()

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import builtins
-import contextlib
 import logging
 import uuid
 from collections.abc import AsyncIterator
@@ -40,6 +39,7 @@ from server.core.errors import (
 from server.core.model import OTA_ACTIVE, ROLLOUT_ACTIVE, ROLLOUT_ALLOWED_FROM, Device, OtaJob, Role, Rollout
 from server.core.model import RolloutStatus as S
 from server.core.ota import OtaJobs
+from server.core.periodic import PeriodicTask
 from server.core.rollout_rules import (
     Counters,
     RolloutRequest,
@@ -327,34 +327,8 @@ def _require_admin(caller: Caller) -> None:
         raise PermissionDenied("rollouts are for admins")
 
 
-class RolloutScheduler:
-    """Runs Rollouts.advance_all every TICK_SECONDS (sooner when woken), like OfflineSweeper."""
+class RolloutScheduler(PeriodicTask):
+    """Runs Rollouts.advance_all every TICK_SECONDS, sooner when woken (a rollout created or resumed)."""
 
     def __init__(self, rollouts: Rollouts, interval: float = TICK_SECONDS) -> None:
-        self._rollouts = rollouts
-        self.interval = interval
-        self._task: asyncio.Task[None] | None = None
-
-    def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._run(), name="rollout-scheduler")
-
-    async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-
-    async def _run(self) -> None:
-        wake = self._rollouts.wake
-        while True:
-            wake.clear()
-            try:
-                await self._rollouts.advance_all()
-            except DomainError as exc:
-                log.warning("rollout scheduler pass failed: %s", exc.message)
-            except Exception:
-                log.exception("rollout scheduler pass failed")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(wake.wait(), self.interval)
+        super().__init__("rollout scheduler", rollouts.advance_all, interval, wake=rollouts.wake, logger=log)

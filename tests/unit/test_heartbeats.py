@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import pathlib
 from collections.abc import Sequence
 from datetime import timedelta
@@ -138,6 +139,33 @@ async def test_background_retries_after_failure() -> None:
         assert len(store.written) == 1
     finally:
         await w.stop()
+
+
+async def test_a_long_outage_is_logged_once_not_every_interval(caplog: pytest.LogCaptureFixture) -> None:
+    f = Factory()
+    store = FakeDevices()
+    store.fail = True
+    w = writer(store, interval=0.01)
+    with caplog.at_level(logging.INFO, "server.core.heartbeats"):
+        await w.start()
+        try:
+            w.submit(f.heartbeat("d1"))
+            for _ in range(200):
+                if w.stats.failures >= 5:
+                    break
+                await asyncio.sleep(0.01)
+            assert w.stats.failures >= 5
+            store.fail = False
+            for _ in range(200):
+                if store.written:
+                    break
+                await asyncio.sleep(0.01)
+        finally:
+            await w.stop()
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines[0] == "heartbeat flush failed: database down"
+    assert lines[1].startswith("heartbeat flush recovered after ")
+    assert len(lines) == 2 and len(store.written) == 1
 
 
 async def test_memory_is_bounded() -> None:
