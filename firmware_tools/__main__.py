@@ -2,7 +2,7 @@
 
 import sys
 
-from firmware_tools.cli import main
+from firmware_tools.cli.main import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -1,5 +1,7 @@
 """The S3 (or S3-compatible: MinIO, R2, moto) ReleaseStore adapter, on boto3.
 
+The one S3 implementation: the release tool publishes through it and the control plane's
+catalog (server/firmware/s3.py) reads, writes the block list and presigns through it.
 botocore's exceptions are translated into StoreError here, where they enter, so nothing
 above the store knows boto3 exists. Uploads are single PUTs (an object is atomic for
 readers) read back and hashed afterwards.
@@ -27,6 +29,9 @@ from firmware_tools.storage import (
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
+# GetObject answers NoSuchKey; HEAD-style and some S3-compatible stores answer 404/NotFound.
+_MISSING = ("NoSuchKey", "404", "NotFound")
+
 
 class S3Store:
     def __init__(self, bucket: str, prefix: str, client: S3Client) -> None:
@@ -49,7 +54,7 @@ class S3Store:
             response = self.client.get_object(Bucket=self.bucket, Key=self._key(check_key(key)))
             return response["Body"].read()
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+            if exc.response.get("Error", {}).get("Code") in _MISSING:
                 return None
             raise StoreError(f"cannot read {self.describe(key)}: {_reason(exc)}") from None
         except BotoCoreError as exc:
@@ -86,22 +91,63 @@ class S3Store:
             raise StoreError(f"cannot list {self.describe(prefix)}: {exc}") from None
         return sorted(keys)
 
+    def presign(self, key: str, ttl_seconds: int) -> str:
+        """A GET URL for one object that S3 honours for ``ttl_seconds`` (SigV4: X-Amz-Expires)."""
+        try:
+            url: str = self.client.generate_presigned_url(
+                "get_object", Params={"Bucket": self.bucket, "Key": self._key(check_key(key))}, ExpiresIn=ttl_seconds
+            )
+        except (ClientError, BotoCoreError) as exc:  # signing is local; only missing credentials fail
+            raise StoreError(f"cannot presign {self.describe(key)}: {exc}") from None
+        return url
+
 
 def _reason(exc: ClientError) -> str:
     error = exc.response.get("Error", {})
     return f"{error.get('Code', 'error')}: {error.get('Message', str(exc))}"
 
 
-def make_s3_client(env: Mapping[str, str]) -> S3Client:
-    """An S3 client configured from the seed's variables, honouring AWS_ENDPOINT_URL."""
+def make_client(
+    *,
+    region: str = "",
+    endpoint_url: str = "",
+    access_key: str = "",
+    secret_key: str = "",
+    session_token: str = "",
+    connect_timeout: float = 60,
+    read_timeout: float = 60,
+    max_attempts: int = 3,
+) -> S3Client:
+    """An S3 client; credentials left empty come from boto3's usual chain (env, profile, role).
+
+    The defaults suit the release tool (a slow upload may wait); the control plane passes
+    short timeouts so an unreachable store costs a device seconds, not minutes.
+    """
     session = boto3.session.Session(
-        aws_access_key_id=env.get("AWS_ACCESS_KEY_ID") or None,
-        aws_secret_access_key=env.get("AWS_SECRET_ACCESS_KEY") or None,
-        aws_session_token=env.get("AWS_SESSION_TOKEN") or None,
-        region_name=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1",
+        aws_access_key_id=access_key or None,
+        aws_secret_access_key=secret_key or None,
+        aws_session_token=session_token or None,
+        region_name=region or "us-east-1",
     )
     return session.client(
         "s3",
-        endpoint_url=env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL") or None,
-        config=Config(retries={"max_attempts": 3, "mode": "standard"}),
+        endpoint_url=endpoint_url or None,
+        # SigV4 presigning puts the lifetime in the URL (X-Amz-Expires), which S3 enforces.
+        config=Config(
+            signature_version="s3v4",
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+            retries={"max_attempts": max_attempts, "mode": "standard"},
+        ),
+    )
+
+
+def make_s3_client(env: Mapping[str, str]) -> S3Client:
+    """An S3 client configured from the seed's variables, honouring AWS_ENDPOINT_URL."""
+    return make_client(
+        region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "",
+        endpoint_url=env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL") or "",
+        access_key=env.get("AWS_ACCESS_KEY_ID") or "",
+        secret_key=env.get("AWS_SECRET_ACCESS_KEY") or "",
+        session_token=env.get("AWS_SESSION_TOKEN") or "",
     )

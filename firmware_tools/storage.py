@@ -1,8 +1,11 @@
 """Where release folders live: the ReleaseStore port, and its local-directory adapter.
 
+This is the one object-store protocol of the project: the release tool writes through it
+and the control plane's firmware catalog reads (and writes the block list) through it.
 Stores take keys relative to the release root (``esp32s3/production/version.txt``)
 and verify every write by reading the object back and comparing its SHA-256, so a
-publish that returns has really landed. The S3 adapter is in ``s3.py``.
+publish that returns has really landed. Every failure is a StoreError with the reason.
+The S3 adapter is in ``s3.py``; ``roots.py`` opens either from a root string.
 """
 
 from __future__ import annotations
@@ -10,13 +13,11 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 from typing import Protocol
 
 ProgressCallback = Callable[[int], None]
-DEFAULT_ROOT = "./dist"
-ENV_ROOT = "FIRMWARE_ROOT"
 
 
 class StoreError(RuntimeError):
@@ -97,13 +98,16 @@ class LocalStore:
 
     def list(self, prefix: str) -> list[str]:
         base = self.root / prefix
-        if not base.is_dir():
-            return []
-        return sorted(
-            path.relative_to(self.root).as_posix()
-            for path in base.rglob("*")
-            if path.is_file() and not path.name.startswith(".")
-        )
+        try:
+            if not base.is_dir():
+                return []
+            return sorted(
+                path.relative_to(self.root).as_posix()
+                for path in base.rglob("*")
+                if path.is_file() and not path.name.startswith(".")
+            )
+        except OSError as exc:
+            raise StoreError(f"cannot list {self.describe(prefix)}: {exc.strerror or exc}") from None
 
 
 def verify_written(store: ReleaseStore, key: str, data: bytes) -> None:
@@ -115,24 +119,3 @@ def verify_written(store: ReleaseStore, key: str, data: bytes) -> None:
             f"upload check failed for {store.describe(key)}: SHA-256 {actual or 'missing'} "
             f"after writing, expected {expected}"
         )
-
-
-def open_store(root: str, env: Mapping[str, str] = os.environ) -> ReleaseStore:
-    """``s3://bucket/prefix`` or a local directory path."""
-    if root.startswith("s3://"):
-        bucket, _, prefix = root[len("s3://") :].partition("/")
-        if not bucket:
-            raise StoreError(f"invalid S3 root {root!r}: expected s3://BUCKET[/PREFIX]")
-        if ".." in prefix.split("/"):
-            raise StoreError(f"invalid S3 root {root!r}: '..' is not allowed in the prefix")
-        # boto3 is loaded only for s3:// roots: inspect/validate/build stay quick and local.
-        from firmware_tools.s3 import S3Store
-
-        return S3Store.from_env(bucket, prefix, env)
-    if "://" in root:
-        raise StoreError(f"unsupported release root {root!r}: use a folder or s3://BUCKET/PREFIX")
-    return LocalStore(root)
-
-
-def default_root(env: Mapping[str, str] = os.environ) -> str:
-    return env.get(ENV_ROOT) or DEFAULT_ROOT

@@ -1,7 +1,8 @@
 """What both catalog adapters share: reading the release layout into a cached snapshot.
 
-The adapters only say how to read, list and write an object (a file under a folder, an S3 key)
-and how to sign a download URL; this module reads the layout with firmware_tools' own parsers
+The objects are read, listed and written through firmware_tools' own ReleaseStore (LocalStore
+for a folder, S3Store for a bucket), the same code the release tool publishes with; the adapters
+add only how to sign a download URL. This module reads the layout with firmware_tools' own parsers
 (so the server and the release tool can never disagree on the format) and keeps, per platform,
 a snapshot that is at most `cache_seconds` old: a heartbeat or a CheckUpdate never costs a LIST.
 Release folders are immutable, so a parsed metadata.json is kept for good; only the listing,
@@ -22,7 +23,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Protocol, TypeVar
+from typing import TypeVar
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
@@ -43,7 +44,8 @@ from firmware_tools.release import (
 )
 from firmware_tools.semver import InvalidVersionError, Version, parse_version
 from firmware_tools.signing import verify_signature
-from server.core.errors import InvalidArgument, NotFound
+from firmware_tools.storage import ReleaseStore, StoreError
+from server.core.errors import InvalidArgument, NotFound, Unavailable
 from server.ports.catalog import BlockedRelease, DownloadUrl, Release
 from server.ports.store import Page, PageRequest
 
@@ -51,18 +53,6 @@ log = logging.getLogger("server.firmware")
 
 DEFAULT_CACHE_SECONDS = 5.0
 T = TypeVar("T")
-
-
-class Objects(Protocol):
-    """Blocking object access under the release root; raises Unavailable, never a driver error."""
-
-    def read(self, key: str) -> bytes | None: ...
-
-    def list(self, prefix: str) -> list[str]:
-        """Keys under prefix, relative to the root."""
-        ...
-
-    def write(self, key: str, data: bytes) -> None: ...
 
 
 def parse_platform(platform: str) -> str:
@@ -88,12 +78,15 @@ class _Snapshot:
 
 
 class ObjectCatalog:
-    """The FirmwareCatalog port over an `Objects`; adapters add download_url and close."""
+    """The FirmwareCatalog port over a ReleaseStore; adapters add download_url and close."""
 
     def __init__(
-        self, objects: Objects, public_key: Ed25519PublicKey | None = None, cache_seconds: float = DEFAULT_CACHE_SECONDS
+        self,
+        store: ReleaseStore,
+        public_key: Ed25519PublicKey | None = None,
+        cache_seconds: float = DEFAULT_CACHE_SECONDS,
     ) -> None:
-        self.objects = objects
+        self.store = store
         self.public_key = public_key
         self.cache_seconds = cache_seconds
         self._snapshots: dict[str, _Snapshot] = {}
@@ -103,7 +96,13 @@ class ObjectCatalog:
         self._refused: dict[tuple[str, Version], str] = {}
 
     async def _io(self, fn: Callable[..., T], *args: object) -> T:
-        return await asyncio.to_thread(fn, *args)
+        """Run a blocking store call in a worker thread. A store that fails (no connection, access
+        denied, no such bucket, a full disk) is Unavailable with the reason: callers answer 503
+        and may retry; a missing object is not an error but None."""
+        try:
+            return await asyncio.to_thread(fn, *args)
+        except StoreError as exc:
+            raise Unavailable(f"firmware store: {exc}") from None
 
     # ---- the snapshot --------------------------------------------------------------------
 
@@ -126,7 +125,7 @@ class ObjectCatalog:
         self._snapshots.pop(platform, None)
 
     async def _load(self, platform: str) -> _Snapshot:
-        keys = set(await self._io(self.objects.list, f"{platform}/releases/"))
+        keys = set(await self._io(self.store.list, f"{platform}/releases/"))
         releases: dict[Version, ReleaseMetadata] = {}
         for key in sorted(keys):
             parts = key.split("/")
@@ -140,14 +139,14 @@ class ObjectCatalog:
             if metadata is not None:
                 releases[version] = metadata
         production: Version | None = None
-        raw = await self._io(self.objects.read, production_key(platform, VERSION_TXT))
+        raw = await self._io(self.store.read, production_key(platform, VERSION_TXT))
         if raw is not None:
             try:
                 production = parse_version(raw.decode("utf-8", "replace").strip())
             except InvalidVersionError:
                 log.warning("production/version.txt is not a version", extra={"platform": platform})
         try:
-            blocked = parse_blocked(await self._io(self.objects.read, blocked_key(platform)))
+            blocked = parse_blocked(await self._io(self.store.read, blocked_key(platform)))
         except ReleaseError as exc:
             # A damaged block list must not unblock anything: refuse to offer any release.
             log.error("blocked_versions.json unreadable; offering nothing", extra={"platform": platform})
@@ -165,7 +164,7 @@ class ObjectCatalog:
         if release_key(platform, version, FIRMWARE) not in keys:
             problem = "firmware.bin is missing"
         else:
-            raw = await self._io(self.objects.read, release_key(platform, version, METADATA))
+            raw = await self._io(self.store.read, release_key(platform, version, METADATA))
             try:
                 metadata = ReleaseMetadata.from_json(raw or b"")
             except ReleaseError as exc:
@@ -245,15 +244,15 @@ class ObjectCatalog:
         wanted = parse_release_version(version)
         await self.get_release(platform, str(wanted))  # NotFound before writing anything
         # Read the list fresh (not the cache): a release engineer may have just changed it.
-        entries = parse_blocked(await self._io(self.objects.read, blocked_key(platform)))
+        entries = parse_blocked(await self._io(self.store.read, blocked_key(platform)))
         existing = find_blocked(entries, wanted)
         if blocked and existing is None:
             time_text = at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
             entries = [*entries, BlockedVersion(str(wanted), reason, time_text)]
-            await self._io(self.objects.write, blocked_key(platform), dump_blocked(entries))
+            await self._io(self.store.write, blocked_key(platform), dump_blocked(entries))
         elif not blocked and existing is not None:
             entries = [e for e in entries if e is not existing]
-            await self._io(self.objects.write, blocked_key(platform), dump_blocked(entries))
+            await self._io(self.store.write, blocked_key(platform), dump_blocked(entries))
         self.invalidate(platform)
         return await self.get_release(platform, str(wanted))
 

@@ -32,7 +32,6 @@ from urllib.parse import parse_qs, quote, unquote, urlsplit
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from firmware_tools.storage import LocalStore, StoreError, check_key
-from server.core.errors import Unavailable
 from server.firmware.catalog import DEFAULT_CACHE_SECONDS, ObjectCatalog
 from server.ports.catalog import DownloadUrl
 
@@ -67,29 +66,6 @@ class UrlSigner:
         return hmac.compare_digest(expected, sig) and int(expires_text) > now
 
 
-class _LocalObjects:
-    def __init__(self, root: Path) -> None:
-        self._store = LocalStore(root)
-
-    def read(self, key: str) -> bytes | None:
-        try:
-            return self._store.read(key)
-        except StoreError as exc:
-            raise Unavailable(f"firmware store: {exc}") from None
-
-    def list(self, prefix: str) -> list[str]:
-        try:
-            return self._store.list(prefix)
-        except OSError as exc:
-            raise Unavailable(f"firmware store: cannot list {prefix}: {exc.strerror or exc}") from None
-
-    def write(self, key: str, data: bytes) -> None:
-        try:
-            self._store.write(key, data)
-        except StoreError as exc:
-            raise Unavailable(f"firmware store: {exc}") from None
-
-
 class LocalCatalog(ObjectCatalog):
     def __init__(
         self,
@@ -100,7 +76,7 @@ class LocalCatalog(ObjectCatalog):
         public_key: Ed25519PublicKey | None = None,
         cache_seconds: float = DEFAULT_CACHE_SECONDS,
     ) -> None:
-        super().__init__(_LocalObjects(root), public_key, cache_seconds)
+        super().__init__(LocalStore(root), public_key, cache_seconds)
         self.root = root
         self.signer = signer
         self.public_base_url = public_base_url.rstrip("/")

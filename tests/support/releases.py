@@ -11,7 +11,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from firmware_tools.cli import main
+from firmware_tools.cli.main import main
 from firmware_tools.signing import generate_key_pair, load_public_key
 
 PLATFORM = "esp32s3"

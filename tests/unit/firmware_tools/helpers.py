@@ -11,7 +11,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from firmware_tools.cli import main
+from firmware_tools.cli.main import main
 from firmware_tools.signing import generate_key_pair, load_private_key
 from firmware_tools.testimage import make_test_image
 

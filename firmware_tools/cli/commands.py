@@ -7,11 +7,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from firmware_tools import testimage, workflow
 from firmware_tools.checks import VerifyReport, verify_tree
 from firmware_tools.chips import chip_by_name
+from firmware_tools.cli.context import Context
+from firmware_tools.cli.progress import ProgressBar, human_size
 from firmware_tools.image import (
     APP_DESC_OFFSET,
     FirmwareImage,
@@ -19,9 +20,9 @@ from firmware_tools.image import (
     check_image,
     parse_image,
 )
-from firmware_tools.progress import ProgressBar, human_size
 from firmware_tools.publish import publish as publish_tree
 from firmware_tools.release import ReleaseError, check_platform, check_version
+from firmware_tools.roots import open_store
 from firmware_tools.signing import (
     ENV_PUBLIC_KEY_FILE,
     SigningError,
@@ -29,10 +30,7 @@ from firmware_tools.signing import (
     resolve_private_key,
     resolve_public_key,
 )
-from firmware_tools.storage import ProgressCallback, StoreError, open_store
-
-if TYPE_CHECKING:
-    from firmware_tools.cli import Context
+from firmware_tools.storage import ProgressCallback, StoreError
 
 
 def read_input(path: str) -> bytes:
