@@ -124,7 +124,14 @@ class Fleet:
             raise FleetError("an account is needed: pass --email and --password (or SIMULATOR_EMAIL/_PASSWORD)")
         if c.register_user:
             username = c.username or c.email.split("@", 1)[0]
-            if api.register_user(username, c.email, c.password):
+            try:
+                created = api.register_user(username, c.email, c.password)
+            except ApiError as exc:
+                # The default username is the email's local part, which the server may refuse
+                # (e.g. "qa" is shorter than 3): name the flag that fixes it.
+                hint = " (pass --username to choose a valid username)" if exc.status == 400 else ""
+                raise FleetError(f"registering user {username!r} failed: {exc}{hint}") from None
+            if created:
                 self.say(f"registered user {username} <{c.email}>")
         try:
             api.login(c.email, c.password)

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shlex
+import sys
 from pathlib import Path
 
 from simulator.api import RestApi
 from simulator.faults import FaultConfig
-from simulator.fleet import Fleet, FleetConfig
+from simulator.fleet import Fleet, FleetConfig, FleetError
 from simulator.mqtt_device import SimulatedDevice
 from tests.integration.simulator.conftest import PASSWORD, Stack, new_prefix
 from tests.support.mosquitto import eventually
@@ -149,3 +151,34 @@ async def test_reconnect_storm_reconnects_and_comes_back(stack: Stack, tmp_path:
     finally:
         report = await fleet.stop()
     assert report.reconnects >= 3 and report.faults["reconnect_storm"] >= 1
+
+
+async def test_a_username_the_server_refuses_names_the_username_flag(stack: Stack, tmp_path: Path) -> None:
+    # The README's command once derived "qa" from qa@example.com, which the server refuses.
+    email = "qa@example.com"
+    fleet = Fleet(config(stack, email, tmp_path / "s.json", register_user=True))
+    try:
+        await asyncio.to_thread(fleet.provision)
+    except FleetError as exc:
+        assert "--username" in str(exc)
+    else:
+        raise AssertionError("a refused username must fail provisioning")
+
+
+async def test_the_readme_simulator_command_runs_as_written(stack: Stack, tmp_path: Path) -> None:
+    readme = (Path(__file__).parents[3] / "README.md").read_text()
+    line = next(ln for ln in readme.splitlines() if "python -m simulator --api" in ln).strip("`")
+    args = shlex.split(line)[3:]  # drop "python -m simulator"
+    # Same flags as written; only the host, the placeholder password and a short run differ.
+    args[args.index("--api") + 1] = stack.base
+    args[args.index("--password") + 1] = PASSWORD
+    args[args.index("--email") + 1] = f"{new_prefix()}@example.com"
+    args[args.index("--username") + 1] = new_prefix()
+    args[args.index("--duration") + 1] = "8"  # the default ramp spreads connects over 5 s
+    args[args.index("--devices") + 1] = "2"
+    args += ["--state-file", str(tmp_path / "state.json"), "--prefix", new_prefix()]
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "simulator", *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+    )
+    out, _ = await asyncio.wait_for(proc.communicate(), timeout=60)
+    assert proc.returncode == 0, out.decode()
