@@ -1,7 +1,7 @@
 """OTA jobs: check for an update, start one, and follow what the device reports until the job
 ends SUCCESS (the new version seen in a heartbeat) or FAILED (device report, rollback, timeout).
 
-Tenant isolation comes from Devices.get: another user's device is NotFound, like a missing one.
+Tenant isolation comes from DeviceRegistry.get: another user's device is NotFound, like a missing one.
 Every move is a compare-and-set in the store (at most one active job per device is the store's
 rule too), so two replicas handling the same device never overwrite each other; a move the
 state machine or the store refuses is dropped, logged and counted (`on_rejected(reason)`),
@@ -19,7 +19,6 @@ from datetime import datetime, timedelta
 
 from server.core.activity import SYSTEM, ActivityLog
 from server.core.caller import Caller
-from server.core.devices import Devices
 from server.core.errors import (
     AlreadyExists,
     Conflict,
@@ -33,6 +32,7 @@ from server.core.model import OTA_ACTIVE, Device, OtaJob, OtaJobStatus
 from server.core.ota_rules import IllegalTransition, Step, step_for_health, step_for_report, update_available
 from server.core.ota_rules import version_or_none as parse_or_none
 from server.core.periodic import PeriodicTask
+from server.core.registry import DeviceRegistry
 from server.ports.broker import DevicePublisher, HealthReport, OtaStatusReport
 from server.ports.catalog import FirmwareCatalog
 from server.ports.clock import Clock
@@ -71,7 +71,7 @@ class OtaJobs:
     def __init__(
         self,
         store: OtaJobStore,
-        devices: Devices,
+        devices: DeviceRegistry,
         catalog: FirmwareCatalog,
         activity: ActivityLog,
         clock: Clock,
@@ -103,9 +103,6 @@ class OtaJobs:
             first_tick_at_start=False,
             logger=log,
         )
-
-    def attach_publisher(self, publisher: DevicePublisher) -> None:
-        self._publisher = publisher
 
     # ---- lifecycle -----------------------------------------------------------------------
 
@@ -241,7 +238,7 @@ class OtaJobs:
 
         return self._events.subscribe(accept)
 
-    # ---- what devices say (routed here by Devices, after its known/unblocked check) ----------
+    # ---- what devices say (routed here by DeviceInbound, after its known/unblocked check) ----
 
     async def on_report(self, device: Device, report: OtaStatusReport) -> None:
         try:
