@@ -20,7 +20,7 @@ from server.core.model import Device, LedState, Role
 from server.core.registry import DeviceRegistry
 from server.ports.broker import HealthReport, StatusReport
 from server.ports.clock import SystemClock
-from server.store.factory import open_store
+from tests.support.stores import sqlite_store
 
 IDS = ["known", "blocked", "ghost"]
 scalars = st.one_of(
@@ -46,8 +46,7 @@ event = st.tuples(st.sampled_from(IDS), st.one_of(health, status, st.booleans())
 
 
 async def run(events: list[tuple[str, Any]], data_dir: Path) -> None:
-    store = await open_store(None, data_dir)
-    try:
+    async with sqlite_store(data_dir) as store:
         clock = SystemClock()
         activity = ActivityLog(store.activity, clock)
         changes = DeviceChanges(activity, clock, DeviceEventHub())
@@ -76,8 +75,6 @@ async def run(events: list[tuple[str, Any]], data_dir: Path) -> None:
         if last_health:
             assert known.firmware_version == last_health[-1].firmware_version
             assert known.health is not None and known.health.heap == last_health[-1].heap
-    finally:
-        await store.close()
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
