@@ -40,6 +40,7 @@ from server.core.model import OTA_ACTIVE, ROLLOUT_ACTIVE, ROLLOUT_ALLOWED_FROM, 
 from server.core.model import RolloutStatus as S
 from server.core.ota import OtaJobs
 from server.core.periodic import PeriodicTask
+from server.core.releases import release_to_offer
 from server.core.rollout_rules import (
     Counters,
     RolloutRequest,
@@ -109,14 +110,8 @@ class Rollouts:
     async def create(self, caller: Caller, request: RolloutRequest) -> RolloutView:
         _require_admin(caller)
         platform = request.platform
-        version = request.version or await self._catalog.production_version(platform)
-        if not version:
-            raise FailedPrecondition(f"no production release for platform {platform}")
-        release = await self._catalog.get_release(platform, version)  # NotFound: not in the catalog
-        if release.blocked:
-            raise FailedPrecondition(
-                f"version {release.version} is blocked ({release.blocked_reason or 'no reason given'})"
-            )
+        # The same rule as a single-device update: no version means the latest good release.
+        release = await release_to_offer(self._catalog, platform, request.version)
         now = self._clock.now()
         rollout = Rollout(
             rollout_id=uuid.uuid4().hex,
@@ -216,12 +211,13 @@ class Rollouts:
             if (await self._store.get(rollout.rollout_id)).status is not S.RUNNING:
                 return  # paused or aborted meanwhile
             try:
-                await self._ota.start_update(
-                    SCHEDULER, device.device_id, rollout.version, rollout_id=rollout.rollout_id
-                )
+                # The device as this pass's snapshot read it, moments ago: a device that went
+                # offline or was blocked since is caught by the next pass (a job sent to it in
+                # between is refused at the broker, or times out).
+                await self._ota.start_update(SCHEDULER, device, rollout.version, rollout_id=rollout.rollout_id)
             except (FailedPrecondition, AlreadyExists, NotFound) as exc:
-                # Went offline, got blocked or deleted, or has another active job (a manual
-                # update, or another replica was first): it stays a candidate for later passes.
+                # Already running the version, or has another active job (a manual update, or
+                # another replica was first): it stays a candidate for later passes.
                 log.info(
                     "rollout skipped a device",
                     extra={"rollout_id": rollout.rollout_id, "device_id": device.device_id, "error": exc.message},
