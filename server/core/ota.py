@@ -16,6 +16,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
 
 from server.core.activity import SYSTEM, ActivityLog
 from server.core.caller import Caller
@@ -24,6 +25,7 @@ from server.core.errors import AlreadyExists, Conflict, FailedPrecondition, NotF
 from server.core.fleet_events import EventHub, Subscription
 from server.core.model import OTA_ACTIVE, Device, OtaJob, OtaJobStatus
 from server.core.ota_rules import IllegalTransition, Step, step_for_health, step_for_report, update_available
+from server.core.paging import pages
 from server.core.periodic import PeriodicTask
 from server.core.releases import is_blocked, latest_good, release_to_offer, same_version
 from server.ports.broker import DevicePublisher, HealthReport, OtaStatusReport
@@ -105,13 +107,8 @@ class OtaJobs:
     async def start(self) -> None:
         """Learn the active jobs (so a rollback after a restart is noticed) and start the sweep."""
         for status in OTA_ACTIVE:
-            token = ""
-            while True:
-                page = await self._store.list(OtaJobFilter(status=status), PageRequest(500, token))
+            async for page in pages(partial(self._store.list, OtaJobFilter(status=status))):
                 self._watched.update(job.device_id for job in page.items)
-                token = page.next_page_token
-                if not token:
-                    break
         self._sweeper.start()
 
     async def stop(self) -> None:

@@ -19,13 +19,16 @@ anti-rollback version.
 
 from __future__ import annotations
 
+from functools import partial
+
 from firmware_tools.semver import InvalidVersionError, Version, parse_version
 from server.core.activity import ActivityLog
 from server.core.caller import Caller
 from server.core.errors import FailedPrecondition, InvalidArgument, PermissionDenied
+from server.core.paging import find
 from server.ports.catalog import FirmwareCatalog, Release
 from server.ports.clock import Clock
-from server.ports.store import MAX_PAGE_SIZE, Page, PageRequest
+from server.ports.store import Page, PageRequest
 
 MAX_REASON = 256
 
@@ -96,16 +99,15 @@ async def _latest_good(catalog: FirmwareCatalog, platform: str) -> Release:
     if not current.blocked:
         return current
     ceiling = version_or_none(production)
-    token = ""
-    while True:
-        page = await catalog.list_releases(platform, PageRequest(MAX_PAGE_SIZE, token))
-        for release in page.items:  # newest first
-            parsed = version_or_none(release.version)
-            if not release.blocked and parsed is not None and ceiling is not None and parsed < ceiling:
-                return release
-        token = page.next_page_token
-        if not token:
-            break
+
+    def good_and_older(release: Release) -> bool:
+        parsed = version_or_none(release.version)
+        return not release.blocked and parsed is not None and ceiling is not None and parsed < ceiling
+
+    # Newest first, so the first match is the newest good release below production.
+    fallback = await find(partial(catalog.list_releases, platform), good_and_older)
+    if fallback is not None:
+        return fallback
     raise FailedPrecondition(
         f"no good release for platform {platform}: production {production} is blocked and no older release is unblocked"
     )
