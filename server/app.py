@@ -56,6 +56,11 @@ from server.store.factory import open_store
 log = logging.getLogger("server.app")
 
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+# gRPC's defaults (8 KiB soft, 16 KiB hard) refused, at random between the two, REST calls whose
+# long path Envoy forwards as x-envoy-original-path: an 8,000-character id answered 429. One
+# limit, above what Envoy lets through (gateway/config.py max_request_headers_kb), so every
+# request Envoy accepts reaches its handler; direct gRPC callers get the same fixed limit.
+MAX_METADATA_BYTES = 64 * 1024
 # How long start() waits for the broker before serving anyway (the bridge keeps retrying).
 MQTT_START_WAIT_SECONDS = 2.0
 # Broker account names a device id may never take over (the backend's own is added by the admin).
@@ -250,6 +255,8 @@ class ControlPlane:
             options=(
                 ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
                 ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+                ("grpc.max_metadata_size", MAX_METADATA_BYTES),
+                ("grpc.absolute_max_metadata_size", MAX_METADATA_BYTES),
                 # Keep idle streams (watches, Envoy's upstream connections) healthy.
                 ("grpc.keepalive_time_ms", 30_000),
                 ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
