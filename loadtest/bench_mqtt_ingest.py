@@ -25,9 +25,10 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
+from server.core.model import Heartbeat
 from server.mqtt.bridge import MqttBridge
 from server.mqtt.provisioning import DynsecBrokerAdmin
-from server.ports.broker import HealthReport, OtaStatusReport, StatusReport
+from server.ports.broker import OtaStatusReport, StatusReport
 from tools.mosquitto import free_port, start_broker
 
 ADMIN = ("admin", "bench-admin")
@@ -36,9 +37,9 @@ BACKEND = ("backend", "bench-backend")
 
 class CountingHandler:
     def __init__(self) -> None:
-        self.reports: list[HealthReport] = []
+        self.reports: list[Heartbeat] = []
 
-    async def on_health(self, device_id: str, report: HealthReport) -> None:
+    async def on_health(self, device_id: str, report: Heartbeat) -> None:
         self.reports.append(report)
 
     async def on_status(self, device_id: str, report: StatusReport) -> None: ...

@@ -200,7 +200,11 @@ class ControlPlane:
                 reserved_usernames=RESERVED_BROKER_USERNAMES,
             )
             self.bridge = MqttBridge(
-                s.mqtt_url, s.mqtt_user or None, s.mqtt_pass or None, share_group=s.mqtt_share_group
+                s.mqtt_url,
+                s.mqtt_user or None,
+                s.mqtt_pass or None,
+                share_group=s.mqtt_share_group,
+                clock=self.clock,
             )
         self.heartbeat_writer = HeartbeatWriter(store.devices, interval=s.heartbeat_flush_seconds)
         await self.heartbeat_writer.start()

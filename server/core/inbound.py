@@ -17,9 +17,9 @@ from server.core.activity import SYSTEM
 from server.core.device_changes import DeviceChanges
 from server.core.errors import NotFound, PermissionDenied
 from server.core.fleet_events import DeviceEventKind
-from server.core.model import Device, DeviceHealth, Heartbeat, JsonScalar, LedState
+from server.core.model import Device, DeviceHealth, Heartbeat
 from server.core.registry import not_found
-from server.ports.broker import HealthReport, OtaStatusReport, StatusReport
+from server.ports.broker import OtaStatusReport, StatusReport
 from server.ports.clock import Clock
 from server.ports.store import DeviceStore
 
@@ -39,7 +39,7 @@ class OtaReports(Protocol):
 
     async def on_report(self, device: Device, report: OtaStatusReport) -> None: ...
 
-    async def on_health(self, device: Device, report: HealthReport) -> None:
+    async def on_health(self, device: Device, heartbeat: Heartbeat) -> None:
         """`device` as it was before this heartbeat."""
         ...
 
@@ -85,23 +85,14 @@ class DeviceInbound:
             raise PermissionDenied(f"device {device_id} is blocked")
         return device
 
-    async def on_health(self, device_id: str, report: HealthReport) -> None:
+    async def on_health(self, device_id: str, heartbeat: Heartbeat) -> None:
         device = await self._known(device_id)
-        now = self._clock.now()
+        now = heartbeat.at
         if not device.online and await self._store.set_online(device_id, True, now):
             # A heartbeat from a device we hold offline (swept, or it never sent presence).
             await self._changes.presence_changed(replace(device, online=True), online=True, actor=f"device:{device_id}")
-        extra: dict[str, JsonScalar] = dict(report.extra)
-        heartbeat = Heartbeat(
-            device_id=device_id,
-            at=now,
-            firmware_version=report.firmware_version,
-            heap=report.heap,
-            uptime=report.uptime,
-            rssi=report.rssi,
-            extra=extra,
-        )
-        if self._heartbeats is None or report.firmware_version != device.firmware_version:
+        firmware = heartbeat.firmware_or(device.firmware_version)
+        if self._heartbeats is None or firmware != device.firmware_version:
             # A firmware change (the first report, an OTA, a rollback) is written through, so the
             # device's record and the OTA job it confirms agree at once. Steady heartbeats go
             # write-behind; a pending older one is then ignored by the store (last_seen rule).
@@ -112,18 +103,18 @@ class DeviceInbound:
             device,
             online=True,
             last_seen=now,
-            firmware_version=report.firmware_version,
-            health=DeviceHealth(report.heap, report.uptime, report.rssi, extra, now),
+            firmware_version=firmware,
+            health=DeviceHealth(heartbeat.heap, heartbeat.uptime, heartbeat.rssi, dict(heartbeat.extra), now),
         )
         self._cache.put(device_id, seen)
         self._changes.emit(DeviceEventKind.HEALTH, seen)
         if self._ota is not None:
-            await self._ota.on_health(device, report)
+            await self._ota.on_health(device, heartbeat)
 
     async def on_status(self, device_id: str, report: StatusReport) -> None:
         device = await self._known(device_id)
         if report.led is not None:
-            device = await self._store.set_led(device_id, LedState(report.led), self._clock.now())
+            device = await self._store.set_led(device_id, report.led, self._clock.now())
             self._cache.put(device_id, device)
         if self._commands is not None:
             self._commands.acknowledge(device_id, report)

@@ -49,7 +49,7 @@ class PendingCommand:
     def matches(self, report: StatusReport) -> bool:
         if report.command_id is not None:
             return report.command_id == self.command_id
-        return self.published and report.led is not None and report.led == self.state.value
+        return self.published and report.led is self.state
 
 
 class PendingCommands:
@@ -119,7 +119,7 @@ class LedCommands:
         pending = self._pending.expect(device_id, command_id, state)
         try:
             published_at = self._clock.now()
-            await self._publisher.publish_command(device_id, {"id": command_id, "cmd": "led", "state": state.value})
+            await self._publisher.publish_led(device_id, command_id, state)
             pending.published = True
             acknowledged = await self._await_ack(pending, published_at, wait)
         finally:

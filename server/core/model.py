@@ -164,7 +164,9 @@ class ActivityEntry:
 
 @dataclass(frozen=True)
 class Heartbeat:
-    """One validated health report from a device, as the MQTT bridge hands it to core."""
+    """One validated health report from a device (devices/{id}/health). The MQTT bridge
+    stamps who sent it (the topic) and when it handed it to core; core queues it; the store
+    applies it."""
 
     device_id: str
     at: datetime
@@ -173,3 +175,20 @@ class Heartbeat:
     uptime: int | None = None
     rssi: int | None = None
     extra: dict[str, JsonScalar] = field(default_factory=dict)
+
+    def firmware_or(self, on_record: str) -> str:
+        """The firmware the device runs: the reported one, else the one on record."""
+        return on_record if self.firmware_version is None else self.firmware_version
+
+
+@dataclass(frozen=True)
+class OtaOffer:
+    """What a device is told to install (devices/{id}/ota): the release and where to fetch it.
+    The MQTT adapter encodes it (server/mqtt/payloads.py)."""
+
+    job_id: str
+    version: str
+    url: str  # short-lived download URL of the release's firmware.bin
+    size: int
+    sha256: str
+    signature: str  # base64 Ed25519 signature of the raw SHA-256, as in the release's metadata

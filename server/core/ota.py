@@ -28,13 +28,13 @@ from server.core.errors import (
     Unavailable,
 )
 from server.core.fleet_events import EventHub, Subscription
-from server.core.model import OTA_ACTIVE, Device, OtaJob, OtaJobStatus
+from server.core.model import OTA_ACTIVE, Device, Heartbeat, OtaJob, OtaJobStatus, OtaOffer
 from server.core.ota_rules import IllegalTransition, Step, step_for_health, step_for_report, update_available
 from server.core.paging import pages
 from server.core.periodic import PeriodicTask
 from server.core.registry import DeviceRegistry
 from server.core.releases import is_blocked, latest_good, release_to_offer, same_version
-from server.ports.broker import DevicePublisher, HealthReport, OtaStatusReport
+from server.ports.broker import DevicePublisher, OtaStatusReport
 from server.ports.catalog import FirmwareCatalog
 from server.ports.clock import Clock
 from server.ports.store import OtaJobFilter, OtaJobStore, Page, PageRequest
@@ -174,16 +174,9 @@ class OtaJobs:
             which = f" ({active.job_id}, to {active.to_version})" if active is not None else ""
             raise AlreadyExists(f"device {device_id} already has an active OTA job{which}", field="activeJob") from None
         self._watched.add(device_id)
-        payload = {
-            "jobId": job.job_id,
-            "version": release.version,
-            "url": download.url,
-            "size": release.size,
-            "sha256": release.sha256,
-            "signature": release.signature,
-        }
+        offer = OtaOffer(job.job_id, release.version, download.url, release.size, release.sha256, release.signature)
         try:
-            await self._publisher.publish_ota(device_id, payload)
+            await self._publisher.publish_ota(device_id, offer)
         except Unavailable as exc:
             # The device never heard of it: end the job now rather than at the timeout.
             step = Step(OtaJobStatus.FAILED, error=f"not sent: {exc.message}", action="ota.failed")
@@ -250,17 +243,18 @@ class OtaJobs:
         self._watched.add(device.device_id)
         await self._apply(job, step, f"device:{device.device_id}")
 
-    async def on_health(self, device: Device, report: HealthReport) -> None:
+    async def on_health(self, device: Device, heartbeat: Heartbeat) -> None:
         """`device` is as it was before this heartbeat (its previous firmware version)."""
         device_id = device.device_id
-        if device_id not in self._watched and report.firmware_version == device.firmware_version:
+        firmware = heartbeat.firmware_or(device.firmware_version)
+        if device_id not in self._watched and firmware == device.firmware_version:
             return
         job = await self._store.active_for_device(device_id)
         if job is None:
             self._watched.discard(device_id)
             return
         self._watched.add(device_id)
-        step = step_for_health(job, report.firmware_version, report.uptime, self._clock.now())
+        step = step_for_health(job, firmware, heartbeat.uptime, self._clock.now())
         if step is not None:
             await self._apply(job, step, f"device:{device_id}")
 

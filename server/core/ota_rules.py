@@ -20,7 +20,6 @@ from datetime import datetime
 
 from server.core.model import OTA_ALLOWED_FROM, OtaJob, OtaJobStatus
 from server.core.releases import same_version, version_or_none
-from server.ports.broker import OtaReportStatus
 
 AWAITING_CONFIRMATION = 100
 MAX_REPORTED_PROGRESS = AWAITING_CONFIRMATION - 1
@@ -53,26 +52,26 @@ def awaiting_confirmation(job: OtaJob) -> bool:
     return job.status is OtaJobStatus.IN_PROGRESS and job.progress >= AWAITING_CONFIRMATION
 
 
-def step_for_report(job: OtaJob, status: OtaReportStatus, progress: int | None, error: str | None) -> Step:
+def step_for_report(job: OtaJob, status: OtaJobStatus, progress: int | None, error: str | None) -> Step:
     """What a device's report on devices/{id}/ota/status does to its job."""
     if job.status.terminal:
         raise IllegalTransition(f"job is already {job.status.value}")
     match status:
-        case OtaReportStatus.STARTED:
+        case OtaJobStatus.STARTED:
             if job.status is OtaJobStatus.STARTED:
                 return NO_CHANGE  # the device acknowledges the job it was sent
             raise IllegalTransition(f"STARTED after {job.status.value}")
-        case OtaReportStatus.IN_PROGRESS:
+        case OtaJobStatus.IN_PROGRESS:
             if awaiting_confirmation(job):
                 raise IllegalTransition("IN_PROGRESS after the device reported SUCCESS")
             value = min(job.progress if progress is None else progress, MAX_REPORTED_PROGRESS)
             action = "ota.progress" if job.status is OtaJobStatus.STARTED else None
             return Step(OtaJobStatus.IN_PROGRESS, progress=value, action=action)
-        case OtaReportStatus.SUCCESS:
+        case OtaJobStatus.SUCCESS:
             if awaiting_confirmation(job):
                 return NO_CHANGE  # QoS 1 may deliver it twice
             return Step(OtaJobStatus.IN_PROGRESS, progress=AWAITING_CONFIRMATION, action="ota.installed")
-        case OtaReportStatus.FAILED:
+        case OtaJobStatus.FAILED:
             return Step(OtaJobStatus.FAILED, error=error or "the device reported a failure", action="ota.failed")
     raise IllegalTransition(f"unknown status {status}")  # pragma: no cover - the enum is exhaustive
 

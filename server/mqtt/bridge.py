@@ -16,19 +16,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import random
 import ssl
 import uuid
+from dataclasses import replace
 from typing import Any
 
 import aiomqtt
 
 from server import metrics
 from server.core.errors import InvalidArgument, NotFound, PermissionDenied, Unavailable
+from server.core.model import Heartbeat, LedState, OtaOffer
 from server.mqtt.connection import make_client, parse_url
-from server.mqtt.payloads import DEFAULT_MAX_PAYLOAD, PayloadError, parse
+from server.mqtt.payloads import DEFAULT_MAX_PAYLOAD, PayloadError, encode_led_command, encode_ota_offer, parse
 from server.mqtt.ratelimit import RateLimitedLogger
 from server.mqtt.topics import (
     InboundKind,
@@ -37,7 +38,8 @@ from server.mqtt.topics import (
     parse_inbound,
     subscription_filters,
 )
-from server.ports.broker import HealthReport, InboundHandler, OtaStatusReport, StatusReport
+from server.ports.broker import InboundHandler, OtaStatusReport, StatusReport
+from server.ports.clock import Clock, SystemClock
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +91,7 @@ class MqttBridge:
         keepalive: int = 30,
         tls_context: ssl.SSLContext | None = None,
         log_lines_per_minute: int = 5,
+        clock: Clock | None = None,
     ) -> None:
         self._endpoint = parse_url(url)
         self._username = username
@@ -101,6 +104,7 @@ class MqttBridge:
         # new one with the same id takes over instead of both receiving a share.
         self._client_id = f"{client_id_prefix}-{uuid.uuid4().hex[:12]}"
         self._max_payload = max_payload
+        self._clock = clock or SystemClock()  # stamps heartbeats; the plane passes core's clock
         self._connect_timeout = connect_timeout
         self._publish_timeout = publish_timeout
         self._backoff_initial = backoff_initial
@@ -259,7 +263,7 @@ class MqttBridge:
         if not isinstance(payload, bytes | bytearray):
             payload = str(payload).encode() if payload is not None else b""
         try:
-            report = parse(kind, bytes(payload), self._max_payload)
+            report = parse(kind, bytes(payload), self._max_payload, device_id=device_id)
         except PayloadError as exc:
             self._drop(exc.reason, topic, exc.detail)
             return
@@ -280,8 +284,11 @@ class MqttBridge:
         try:
             match kind:
                 case InboundKind.HEALTH:
-                    assert isinstance(report, HealthReport)
-                    await handler.on_health(device_id, report)
+                    assert isinstance(report, Heartbeat)
+                    # Stamped as it is handed over, not as it was read: the device's earlier
+                    # messages (its presence) are handled by now, and the store keeps only a
+                    # heartbeat at least as new as the presence change before it.
+                    await handler.on_health(device_id, replace(report, at=self._clock.now()))
                 case InboundKind.STATUS:
                     assert isinstance(report, StatusReport)
                     await handler.on_status(device_id, report)
@@ -307,18 +314,17 @@ class MqttBridge:
 
     # ---- outbound (DevicePublisher) --------------------------------------------------------
 
-    async def publish_command(self, device_id: str, payload: dict[str, Any]) -> None:
-        await self._publish(OutboundKind.COMMAND, device_id, payload)
+    async def publish_led(self, device_id: str, command_id: str, state: LedState) -> None:
+        await self._publish(OutboundKind.COMMAND, device_id, encode_led_command(command_id, state))
 
-    async def publish_ota(self, device_id: str, payload: dict[str, Any]) -> None:
-        await self._publish(OutboundKind.OTA, device_id, payload)
+    async def publish_ota(self, device_id: str, offer: OtaOffer) -> None:
+        await self._publish(OutboundKind.OTA, device_id, encode_ota_offer(offer))
 
-    async def _publish(self, kind: OutboundKind, device_id: str, payload: dict[str, Any]) -> None:
+    async def _publish(self, kind: OutboundKind, device_id: str, data: bytes) -> None:
         try:
             topic = device_topic(device_id, kind)
         except ValueError:
             raise InvalidArgument(f"invalid device id {device_id!r}") from None
-        data = json.dumps(payload, separators=(",", ":"), allow_nan=False).encode()
         client = self._client
         if client is None:
             raise Unavailable("MQTT broker unavailable")

@@ -1,10 +1,14 @@
-"""Strict validation of device payloads into the typed reports of the broker port.
+"""The wire format of device messages (SPEC section 5): strict validation of what devices
+send into the typed values of the broker port, and the JSON encoding of what core sends them.
 
 Devices are untrusted: every payload is size-checked before it is decoded, must be a JSON object
 with exactly typed fields (a bool is not an int, a float is not an int), and values must be in
 range. Unknown keys are kept as `extra` only when they are few, short and scalar; anything else
 is silently left out rather than failing the whole message, so newer firmware that adds a field
 still reports. A failure raises PayloadError with a short reason code used as a metric label.
+
+Outbound, `encode_led_command` and `encode_ota_offer` are the only places that know the JSON
+of commands and OTA offers; core hands the bridge typed values.
 """
 
 from __future__ import annotations
@@ -12,17 +16,12 @@ from __future__ import annotations
 import json
 import math
 import re
+from datetime import UTC, datetime
 from typing import Any, NoReturn
 
+from server.core.model import Heartbeat, JsonScalar, LedState, OtaJobStatus, OtaOffer
 from server.mqtt.topics import InboundKind
-from server.ports.broker import (
-    HealthReport,
-    LedState,
-    OtaReportStatus,
-    OtaStatusReport,
-    Scalar,
-    StatusReport,
-)
+from server.ports.broker import OtaStatusReport, StatusReport
 
 DEFAULT_MAX_PAYLOAD = 8 * 1024
 MAX_EXTRA_KEYS = 8
@@ -46,7 +45,7 @@ REASONS = (
     "bad_topic",
 )
 
-Report = HealthReport | StatusReport | OtaStatusReport | bool
+Report = Heartbeat | StatusReport | OtaStatusReport | bool
 
 
 class PayloadError(ValueError):
@@ -113,8 +112,8 @@ def _version(obj: dict[str, Any], key: str, *, required: bool) -> str | None:
     return value
 
 
-def _extra(obj: dict[str, Any], known: frozenset[str]) -> dict[str, Scalar]:
-    extra: dict[str, Scalar] = {}
+def _extra(obj: dict[str, Any], known: frozenset[str]) -> dict[str, JsonScalar]:
+    extra: dict[str, JsonScalar] = {}
     for key, value in obj.items():
         if key in known or len(extra) >= MAX_EXTRA_KEYS:
             continue
@@ -137,7 +136,11 @@ _STATUS_KEYS = frozenset({"led", "id", "commandId"})
 _OTA_KEYS = frozenset({"jobId", "status", "progress", "error", "version"})
 
 
-def parse_health(payload: bytes, max_size: int = DEFAULT_MAX_PAYLOAD) -> HealthReport:
+def parse_health(
+    payload: bytes, max_size: int = DEFAULT_MAX_PAYLOAD, *, device_id: str = "", at: datetime | None = None
+) -> Heartbeat:
+    """`device_id` is the topic's; `at` defaults to now (the bridge stamps it again as it hands
+    the heartbeat to core)."""
     obj = decode_object(payload, max_size)
     fw = _version(obj, "fw", required=True)
     # The seed's own example heartbeat is {"heap":18000,"fw":"1.0.0"}: heap and uptime are optional.
@@ -145,7 +148,7 @@ def parse_health(payload: bytes, max_size: int = DEFAULT_MAX_PAYLOAD) -> HealthR
     uptime = _int(obj, "uptime", 0, _UPTIME_MAX, required=False)
     rssi = _int(obj, "rssi", -127, 0, required=False)
     assert fw is not None
-    return HealthReport(fw, heap, uptime, rssi, _extra(obj, _HEALTH_KEYS))
+    return Heartbeat(device_id, at or datetime.now(UTC), fw, heap, uptime, rssi, _extra(obj, _HEALTH_KEYS))
 
 
 def parse_status(payload: bytes, max_size: int = DEFAULT_MAX_PAYLOAD) -> StatusReport:
@@ -154,9 +157,9 @@ def parse_status(payload: bytes, max_size: int = DEFAULT_MAX_PAYLOAD) -> StatusR
     led: LedState | None = None
     if led_raw is not None:
         if led_raw == "ON":
-            led = "ON"
+            led = LedState.ON
         elif led_raw == "OFF":
-            led = "OFF"
+            led = LedState.OFF
         else:
             _fail("bad_value", "led must be ON or OFF")
     # Devices echo the command's "id"; "commandId" is accepted as the camelCase spelling.
@@ -171,7 +174,7 @@ def parse_ota_status(payload: bytes, max_size: int = DEFAULT_MAX_PAYLOAD) -> Ota
     job_id = _str(obj, "jobId", MAX_ID_LEN, required=True)
     status_raw = _str(obj, "status", 16, required=True)
     try:
-        status = OtaReportStatus(str(status_raw))
+        status = OtaJobStatus(str(status_raw))
     except ValueError:
         _fail("bad_value", "status must be STARTED, IN_PROGRESS, SUCCESS or FAILED")
     progress = _int(obj, "progress", 0, 100, required=False)
@@ -204,13 +207,42 @@ def parse_presence(payload: bytes, max_size: int = DEFAULT_MAX_PAYLOAD) -> bool:
     return online
 
 
-def parse(kind: InboundKind, payload: bytes, max_size: int = DEFAULT_MAX_PAYLOAD) -> Report:
+def parse(kind: InboundKind, payload: bytes, max_size: int = DEFAULT_MAX_PAYLOAD, *, device_id: str = "") -> Report:
+    """`device_id` goes into a heartbeat; the other kinds don't carry it."""
     match kind:
         case InboundKind.HEALTH:
-            return parse_health(payload, max_size)
+            return parse_health(payload, max_size, device_id=device_id)
         case InboundKind.STATUS:
             return parse_status(payload, max_size)
         case InboundKind.OTA_STATUS:
             return parse_ota_status(payload, max_size)
         case InboundKind.PRESENCE:
             return parse_presence(payload, max_size)
+
+
+# ---- outbound ------------------------------------------------------------------------------
+
+
+def _encode(obj: dict[str, Any]) -> bytes:
+    return json.dumps(obj, separators=(",", ":"), allow_nan=False).encode()
+
+
+def encode_led_command(command_id: str, state: LedState) -> bytes:
+    """devices/{id}/command: `{"id","cmd":"led","state"}`; the device echoes `id` on its status."""
+    if state not in (LedState.ON, LedState.OFF):
+        raise ValueError(f"an LED command is ON or OFF, not {state}")
+    return _encode({"id": command_id, "cmd": "led", "state": state.value})
+
+
+def encode_ota_offer(offer: OtaOffer) -> bytes:
+    """devices/{id}/ota: `{"jobId","version","url","size","sha256","signature"}`."""
+    return _encode(
+        {
+            "jobId": offer.job_id,
+            "version": offer.version,
+            "url": offer.url,
+            "size": offer.size,
+            "sha256": offer.sha256,
+            "signature": offer.signature,
+        }
+    )

@@ -1,17 +1,16 @@
 """The broker port: how core provisions device credentials, talks to devices, and hears them.
 
-Adapters live in server/mqtt (DynsecBrokerAdmin, MqttBridge). Core implements InboundHandler.
+Adapters live in server/mqtt (DynsecBrokerAdmin, MqttBridge). Core implements InboundHandler
+(server/core/inbound.py).
 Everything crossing this port is a plain value: no MQTT client, topic string or JSON here.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import StrEnum
-from typing import Any, Literal, Protocol
+from typing import Protocol
 
-Scalar = int | float | str | bool
-LedState = Literal["ON", "OFF"]
+from server.core.model import Heartbeat, JsonScalar, LedState, OtaJobStatus, OtaOffer
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,38 +24,22 @@ class DeviceCredentials:
 
 
 @dataclass(frozen=True, slots=True)
-class HealthReport:
-    """A heartbeat from `devices/{id}/health`."""
-
-    firmware_version: str
-    heap: int | None = None
-    uptime: int | None = None
-    rssi: int | None = None
-    extra: dict[str, Scalar] = field(default_factory=dict)
-
-
-@dataclass(frozen=True, slots=True)
 class StatusReport:
-    """Reported actuator state from `devices/{id}/status`; `command_id` echoes a command's id."""
+    """Reported actuator state from `devices/{id}/status`; `command_id` echoes a command's id.
+    `led` is ON or OFF (a device never reports UNKNOWN; the validator refuses it)."""
 
     led: LedState | None = None
     command_id: str | None = None
-    extra: dict[str, Scalar] = field(default_factory=dict)
-
-
-class OtaReportStatus(StrEnum):
-    STARTED = "STARTED"
-    IN_PROGRESS = "IN_PROGRESS"
-    SUCCESS = "SUCCESS"
-    FAILED = "FAILED"
+    extra: dict[str, JsonScalar] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
 class OtaStatusReport:
-    """Progress of an OTA job from `devices/{id}/ota/status`."""
+    """Progress of an OTA job from `devices/{id}/ota/status`. A device reports the job states
+    themselves; whether the move is allowed is core's decision (core/ota_rules.py)."""
 
     job_id: str
-    status: OtaReportStatus
+    status: OtaJobStatus
     progress: int | None = None
     error: str | None = None
     version: str | None = None
@@ -84,11 +67,15 @@ class BrokerAdmin(Protocol):
 
 
 class DevicePublisher(Protocol):
-    """Messages to devices, QoS 1. Raises Unavailable when the broker can't be reached."""
+    """Messages to devices, QoS 1. Raises Unavailable when the broker can't be reached. The
+    adapter owns the wire format (SPEC section 5); core hands over typed values."""
 
-    async def publish_command(self, device_id: str, payload: dict[str, Any]) -> None: ...
+    async def publish_led(self, device_id: str, command_id: str, state: LedState) -> None:
+        """Tell the device to switch its LED (ON or OFF); it answers on its status topic,
+        echoing `command_id`."""
+        ...
 
-    async def publish_ota(self, device_id: str, payload: dict[str, Any]) -> None: ...
+    async def publish_ota(self, device_id: str, offer: OtaOffer) -> None: ...
 
 
 class InboundHandler(Protocol):
@@ -99,7 +86,9 @@ class InboundHandler(Protocol):
     handler error; the bridge keeps going either way.
     """
 
-    async def on_health(self, device_id: str, report: HealthReport) -> None: ...
+    async def on_health(self, device_id: str, heartbeat: Heartbeat) -> None:
+        """`heartbeat.device_id` is `device_id`."""
+        ...
 
     async def on_status(self, device_id: str, report: StatusReport) -> None: ...
 

@@ -16,9 +16,9 @@ from server.core.fleet_events import DeviceEvent, DeviceEventHub, DeviceEventKin
 from server.core.heartbeats import HeartbeatWriter
 from server.core.inbound import DeviceInbound
 from server.core.led import PendingCommands
-from server.core.model import LedState, Role
+from server.core.model import Heartbeat, LedState, Role
 from server.core.registry import BrokerAddress, DeviceRegistry
-from server.ports.broker import DeviceCredentials, HealthReport, StatusReport
+from server.ports.broker import DeviceCredentials, StatusReport
 from server.ports.clock import ManualClock
 from server.ports.store import Store
 from tests.support.factory import Factory
@@ -97,13 +97,13 @@ async def test_commands_match_by_id_or_by_state_after_publishing() -> None:
     pending = PendingCommands()
     by_id = pending.expect("d1", "c1", LedState.ON)
     by_state = pending.expect("d2", "c2", LedState.OFF)
-    pending.resolve("d2", StatusReport(led="OFF"))  # before the publish: not an answer yet
+    pending.resolve("d2", StatusReport(led=LedState.OFF))  # before the publish: not an answer yet
     assert not by_state.done.is_set()
     by_state.published = by_id.published = True
-    pending.resolve("d1", StatusReport(led="ON", command_id="other"))
+    pending.resolve("d1", StatusReport(led=LedState.ON, command_id="other"))
     assert not by_id.done.is_set()
-    pending.resolve("d1", StatusReport(led="ON", command_id="c1"))
-    pending.resolve("d2", StatusReport(led="OFF"))
+    pending.resolve("d1", StatusReport(led=LedState.ON, command_id="c1"))
+    pending.resolve("d2", StatusReport(led=LedState.OFF))
     await asyncio.wait_for(by_id.done.wait(), 1)
     assert by_state.done.is_set()
     pending.forget(by_id)
@@ -120,16 +120,16 @@ async def test_firmware_changes_are_written_through_and_steady_heartbeats_behind
         devices = DeviceInbound(store.devices, clock, changes, heartbeats=writer)
         await store.devices.create(Factory().device(device_id="lamp", owner_id="alice", firmware_version=""))
 
-        await devices.on_health("lamp", HealthReport("1.0.0", heap=100))
+        await devices.on_health("lamp", Heartbeat("lamp", clock.now(), "1.0.0", heap=100))
         assert (await store.devices.get("lamp")).firmware_version == "1.0.0"  # first report: at once
 
         clock.advance(1)
-        await devices.on_health("lamp", HealthReport("1.0.0", heap=200))
+        await devices.on_health("lamp", Heartbeat("lamp", clock.now(), "1.0.0", heap=200))
         stored = await store.devices.get("lamp")
         assert stored.health is not None and stored.health.heap == 100  # same version: batched
 
         clock.advance(1)
-        await devices.on_health("lamp", HealthReport("1.1.0", heap=300))
+        await devices.on_health("lamp", Heartbeat("lamp", clock.now(), "1.1.0", heap=300))
         assert (await store.devices.get("lamp")).firmware_version == "1.1.0"  # an update: at once
         await writer.stop()  # the older pending heartbeat must not roll the version back
         stored = await store.devices.get("lamp")

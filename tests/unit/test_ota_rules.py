@@ -15,9 +15,8 @@ from server.core.ota_rules import (
     step_for_report,
     update_available,
 )
-from server.ports.broker import OtaReportStatus as R
 
-S = OtaJobStatus
+S = R = OtaJobStatus  # a device reports the job states themselves
 T0 = datetime(2025, 1, 1, tzinfo=UTC)
 JOB = OtaJob("j", "d", "u", "esp32s3", "1.0.0", "1.1.0", S.STARTED, 0, "", None, T0, T0)
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import tempfile
+from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -16,9 +18,9 @@ from server.core.device_changes import DeviceChanges
 from server.core.errors import NotFound, PermissionDenied
 from server.core.fleet_events import DeviceEventHub
 from server.core.inbound import DeviceInbound
-from server.core.model import Device, LedState, Role
+from server.core.model import Device, Heartbeat, LedState, Role
 from server.core.registry import DeviceRegistry
-from server.ports.broker import HealthReport, StatusReport
+from server.ports.broker import StatusReport
 from server.ports.clock import SystemClock
 from tests.support.stores import sqlite_store
 
@@ -29,8 +31,11 @@ scalars = st.one_of(
     st.booleans(),
     st.text(max_size=64),
 )
+# Who sent it and when are stamped in run(), as the bridge stamps them.
 health = st.builds(
-    HealthReport,
+    Heartbeat,
+    device_id=st.just(""),
+    at=st.just(datetime(2026, 1, 1, tzinfo=UTC)),
     firmware_version=st.from_regex(r"[A-Za-z0-9][A-Za-z0-9._+~-]{0,31}", fullmatch=True),
     heap=st.integers(0, 2**32),
     uptime=st.integers(0, 2**40),
@@ -39,7 +44,7 @@ health = st.builds(
 )
 status = st.builds(
     StatusReport,
-    led=st.none() | st.sampled_from(["ON", "OFF"]),
+    led=st.none() | st.sampled_from([LedState.ON, LedState.OFF]),
     command_id=st.none() | st.text(min_size=1, max_size=64),
 )
 event = st.tuples(st.sampled_from(IDS), st.one_of(health, status, st.booleans()))
@@ -60,8 +65,8 @@ async def run(events: list[tuple[str, Any]], data_dir: Path) -> None:
             )  # fmt: skip
         for device_id, report in events:
             try:
-                if isinstance(report, HealthReport):
-                    await devices.on_health(device_id, report)
+                if isinstance(report, Heartbeat):
+                    await devices.on_health(device_id, replace(report, device_id=device_id, at=clock.now()))
                 elif isinstance(report, StatusReport):
                     await devices.on_status(device_id, report)
                 else:
@@ -71,7 +76,7 @@ async def run(events: list[tuple[str, Any]], data_dir: Path) -> None:
             except PermissionDenied:
                 assert device_id == "blocked"
         known = await registry.get(Caller("u1", Role.USER), "known")
-        last_health = [r for i, r in events if i == "known" and isinstance(r, HealthReport)]
+        last_health = [r for i, r in events if i == "known" and isinstance(r, Heartbeat)]
         if last_health:
             assert known.firmware_version == last_health[-1].firmware_version
             assert known.health is not None and known.health.heap == last_health[-1].heap

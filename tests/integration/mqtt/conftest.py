@@ -7,9 +7,10 @@ from pathlib import Path
 import pytest
 
 from server.core.errors import NotFound, PermissionDenied
+from server.core.model import Heartbeat
 from server.mqtt.bridge import MqttBridge
 from server.mqtt.provisioning import DynsecBrokerAdmin
-from server.ports.broker import HealthReport, OtaStatusReport, StatusReport
+from server.ports.broker import OtaStatusReport, StatusReport
 from tests.support.mosquitto import ADMIN_USER, BrokerUnderTest, mosquitto_broker
 
 
@@ -17,7 +18,7 @@ class RecordingHandler:
     """Core's stand-in: records every report; raises for unknown/blocked/broken devices."""
 
     def __init__(self) -> None:
-        self.health: list[tuple[str, HealthReport]] = []
+        self.health: list[tuple[str, Heartbeat]] = []
         self.status: list[tuple[str, StatusReport]] = []
         self.presence: list[tuple[str, bool]] = []
         self.ota: list[tuple[str, OtaStatusReport]] = []
@@ -33,7 +34,7 @@ class RecordingHandler:
         if device_id in self.broken:
             raise RuntimeError("core bug")
 
-    async def on_health(self, device_id: str, report: HealthReport) -> None:
+    async def on_health(self, device_id: str, report: Heartbeat) -> None:
         self._check(device_id)
         self.health.append((device_id, report))
 

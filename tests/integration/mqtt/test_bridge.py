@@ -11,6 +11,7 @@ import pytest
 
 from server import metrics
 from server.core.errors import Unavailable
+from server.core.model import LedState, OtaOffer
 from server.mqtt.bridge import MqttBridge
 from server.mqtt.provisioning import DynsecBrokerAdmin
 from tests.integration.mqtt.conftest import RecordingHandler, new_id
@@ -80,12 +81,22 @@ async def test_command_and_ota_reach_the_device(
     await d.subscribe(f"devices/{dev}/command")
     await d.subscribe(f"devices/{dev}/ota")
     before = metrics.sample("mqtt_messages_published_total", {"kind": "command"})
-    await bridge.publish_command(dev, {"id": "c1", "cmd": "led", "state": "ON"})
-    await bridge.publish_ota(dev, {"jobId": "j1", "version": "1.2.0", "url": "https://x/y"})
+    await bridge.publish_led(dev, "c1", LedState.ON)
+    await bridge.publish_ota(dev, OtaOffer("j1", "1.2.0", "https://x/y", 1024, "ab" * 32, "c2ln"))
     assert await eventually(lambda: len(d.messages) == 2)
     by_topic = {m.topic: (m.qos, json.loads(m.payload)) for m in d.messages}
     assert by_topic[f"devices/{dev}/command"] == (1, {"id": "c1", "cmd": "led", "state": "ON"})
-    assert by_topic[f"devices/{dev}/ota"][1]["jobId"] == "j1"
+    assert by_topic[f"devices/{dev}/ota"] == (
+        1,
+        {
+            "jobId": "j1",
+            "version": "1.2.0",
+            "url": "https://x/y",
+            "size": 1024,
+            "sha256": "ab" * 32,
+            "signature": "c2ln",
+        },
+    )
     assert metrics.sample("mqtt_messages_published_total", {"kind": "command"}) == before + 1
 
 
@@ -133,7 +144,7 @@ async def test_publish_without_broker_raises_unavailable_quickly() -> None:
     assert not await b.start(RecordingHandler(), wait=0.3)
     started = time.monotonic()
     with pytest.raises(Unavailable):
-        await b.publish_command("dev-1", {"cmd": "led"})
+        await b.publish_led("dev-1", "c1", LedState.ON)
     assert time.monotonic() - started < 1.0
     assert metrics.sample("mqtt_connected") == 0
     await b.stop()
@@ -168,7 +179,7 @@ async def test_bridge_survives_a_broker_restart(
         own_broker.stop()
         assert await eventually(lambda: not bridge.is_connected)
         with pytest.raises(Unavailable):
-            await bridge.publish_command(dev, {"cmd": "led"})
+            await bridge.publish_led(dev, "c1", LedState.ON)
         d.close()
         await asyncio.to_thread(own_broker.start)
 
@@ -181,7 +192,7 @@ async def test_bridge_survives_a_broker_restart(
         assert rc is not None and not rc.is_failure
         await d2.publish(f"devices/{dev}/health", HEALTH)
         assert await eventually(lambda: len(handler.health) == 2)
-        await bridge.publish_command(dev, {"cmd": "led", "state": "OFF"})
+        await bridge.publish_led(dev, "c2", LedState.OFF)
     finally:
         await bridge.stop()
 

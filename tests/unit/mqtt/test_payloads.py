@@ -7,6 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from server.core.model import OtaJobStatus
 from server.mqtt.payloads import (
     REASONS,
     PayloadError,
@@ -17,7 +18,6 @@ from server.mqtt.payloads import (
     parse_status,
 )
 from server.mqtt.topics import InboundKind
-from server.ports.broker import OtaReportStatus
 
 
 def j(obj: Any) -> bytes:
@@ -95,9 +95,9 @@ def test_status() -> None:
 
 def test_ota_status() -> None:
     r = parse_ota_status(b'{"jobId":"j","status":"SUCCESS","progress":100,"version":"1.2.3"}')
-    assert (r.job_id, r.status, r.progress, r.version) == ("j", OtaReportStatus.SUCCESS, 100, "1.2.3")
+    assert (r.job_id, r.status, r.progress, r.version) == ("j", OtaJobStatus.SUCCESS, 100, "1.2.3")
     r = parse_ota_status(b'{"jobId":"j","status":"FAILED","error":"checksum"}')
-    assert (r.status, r.error, r.progress) == (OtaReportStatus.FAILED, "checksum", None)
+    assert (r.status, r.error, r.progress) == (OtaJobStatus.FAILED, "checksum", None)
     assert reason(parse_ota_status, b'{"jobId":"j","status":"DONE"}') == "bad_value"
     assert reason(parse_ota_status, b'{"jobId":"j","status":"STARTED","progress":101}') == "out_of_range"
     assert reason(parse_ota_status, b'{"jobId":"j","status":"STARTED","progress":true}') == "wrong_type"
