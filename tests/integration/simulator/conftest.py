@@ -18,7 +18,7 @@ import aiomqtt
 import pytest
 
 from server.app import ControlPlane
-from server.mqtt.provisioning import device_acls, device_role
+from server.mqtt.dynsec import device_acls, device_role
 from simulator.api import RestApi
 from simulator.mqtt_device import Credentials
 from tests.support.factory import Factory
