@@ -1,7 +1,7 @@
 """OTA jobs: check for an update, start one, and follow what the device reports until the job
 ends SUCCESS (the new version seen in a heartbeat) or FAILED (device report, rollback, timeout).
 
-Tenant isolation comes from Devices.get: another user's device is NotFound, like a missing one.
+Tenant isolation comes from DeviceRegistry.get: another user's device is NotFound, like a missing one.
 Every move is a compare-and-set in the store (at most one active job per device is the store's
 rule too), so two replicas handling the same device never overwrite each other; a move the
 state machine or the store refuses is dropped, logged and counted (`on_rejected(reason)`),
@@ -20,13 +20,19 @@ from functools import partial
 
 from server.core.activity import SYSTEM, ActivityLog
 from server.core.caller import Caller
-from server.core.devices import Devices
-from server.core.errors import AlreadyExists, Conflict, FailedPrecondition, NotFound, Unavailable
+from server.core.errors import (
+    AlreadyExists,
+    Conflict,
+    FailedPrecondition,
+    NotFound,
+    Unavailable,
+)
 from server.core.fleet_events import EventHub, Subscription
 from server.core.model import OTA_ACTIVE, Device, OtaJob, OtaJobStatus
 from server.core.ota_rules import IllegalTransition, Step, step_for_health, step_for_report, update_available
 from server.core.paging import pages
 from server.core.periodic import PeriodicTask
+from server.core.registry import DeviceRegistry
 from server.core.releases import is_blocked, latest_good, release_to_offer, same_version
 from server.ports.broker import DevicePublisher, HealthReport, OtaStatusReport
 from server.ports.catalog import FirmwareCatalog
@@ -66,7 +72,7 @@ class OtaJobs:
     def __init__(
         self,
         store: OtaJobStore,
-        devices: Devices,
+        devices: DeviceRegistry,
         catalog: FirmwareCatalog,
         activity: ActivityLog,
         clock: Clock,
@@ -98,9 +104,6 @@ class OtaJobs:
             first_tick_at_start=False,
             logger=log,
         )
-
-    def attach_publisher(self, publisher: DevicePublisher) -> None:
-        self._publisher = publisher
 
     # ---- lifecycle -----------------------------------------------------------------------
 
@@ -226,7 +229,7 @@ class OtaJobs:
 
         return self._events.subscribe(accept)
 
-    # ---- what devices say (routed here by Devices, after its known/unblocked check) ----------
+    # ---- what devices say (routed here by DeviceInbound, after its known/unblocked check) ----
 
     async def on_report(self, device: Device, report: OtaStatusReport) -> None:
         try:
