@@ -14,10 +14,11 @@ from contextlib import contextmanager
 from typing import Any, TypeVar
 
 from bson.errors import BSONError
+from pymongo import ReturnDocument
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
-from server.core.errors import InvalidArgument, Unavailable
+from server.core.errors import InvalidArgument, NotFound, Unavailable
 from server.ports.store import Page, PageRequest
 from server.store.codec import Record, already_exists, cut_page, decode_token
 
@@ -81,6 +82,24 @@ def translated(what: str = "record", unique: Mapping[str, str] | None = None) ->
     except PyMongoError as exc:
         log.warning("mongodb error: %s", exc)
         raise Unavailable(f"database unavailable: {type(exc).__name__}") from None
+
+
+async def find_one(coll: Collection, query: Doc, missing: str) -> Doc:
+    """The first document the query finds, or NotFound(missing)."""
+    with translated():
+        d = await coll.find_one(query)
+    if d is None:
+        raise NotFound(missing)
+    return d
+
+
+async def set_fields(coll: Collection, item_id: str, fields: Doc, missing: str) -> Doc:
+    """$set fields on one document by id and return it as stored after, or NotFound(missing)."""
+    with translated():
+        d = await coll.find_one_and_update({"_id": item_id}, {"$set": fields}, return_document=ReturnDocument.AFTER)
+    if d is None:
+        raise NotFound(missing)
+    return d
 
 
 async def keyset_page(
