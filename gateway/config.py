@@ -20,6 +20,7 @@ DESCRIPTOR = ROOT / "gen" / "iot_api.pb"
 
 HCM = "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
 TRANSCODER = "type.googleapis.com/envoy.extensions.filters.http.grpc_json_transcoder.v3.GrpcJsonTranscoder"
+BUFFER = "type.googleapis.com/envoy.extensions.filters.http.buffer.v3.Buffer"
 ROUTER = "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"
 HTTP_OPTIONS = "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
 FILE_LOG = "type.googleapis.com/envoy.extensions.access_loggers.stream.v3.StdoutAccessLog"
@@ -37,11 +38,24 @@ class GatewayConfig:
     # Unary calls; the /api/events/ watches stream and have no route timeout.
     request_timeout_seconds: int = 60
     max_request_bytes: int = 1024 * 1024
+    # Envoy answers 431 above this; the gRPC server accepts more (server/app.py
+    # MAX_METADATA_BYTES), so anything Envoy forwards reaches a handler and gets a real answer.
+    max_request_headers_kb: int = 32
     max_connections: int = 50_000
 
 
 # HTTP statuses Envoy answers by itself, and the gRPC code each corresponds to.
-LOCAL_REPLY_CODES = ((400, 3), (401, 16), (403, 7), (404, 5), (413, 8), (429, 8), (503, 14), (504, 4))
+LOCAL_REPLY_CODES = (
+    (400, 3),
+    (401, 16),
+    (403, 7),
+    (404, 5),
+    (413, 8),
+    (429, 8),
+    (431, 8),
+    (503, 14),
+    (504, 4),
+)
 
 
 def streaming_methods() -> list[str]:
@@ -70,6 +84,9 @@ def build(cfg: GatewayConfig) -> dict[str, Any]:
         # gRPC errors become HTTP status + JSON body {code, message, details}.
         "convert_grpc_status": True,
         "case_insensitive_enum_parsing": True,
+        # A query parameter no field declares (a cache buster, a tracking tag) is ignored, as
+        # HTTP clients expect; without this the call matches no RPC and answers 404.
+        "ignore_unknown_query_parameters": True,
         "request_validation_options": {
             # An /api path no RPC declares is a 404 here, not a confusing gRPC error upstream.
             "reject_unknown_method": True,
@@ -84,6 +101,7 @@ def build(cfg: GatewayConfig) -> dict[str, Any]:
         "codec_type": "AUTO",
         "generate_request_id": True,
         "use_remote_address": True,
+        "max_request_headers_kb": cfg.max_request_headers_kb,
         "stream_idle_timeout": "300s",
         "route_config": {
             "name": "api",
@@ -130,6 +148,14 @@ def build(cfg: GatewayConfig) -> dict[str, Any]:
             },
         },
         "http_filters": [
+            # The transcoder streams bodies through, so an oversized one reached the gRPC server
+            # and came back 429 (its RESOURCE_EXHAUSTED); the buffer filter answers 413 first.
+            # It holds at most max_request_bytes per request, and bodiless GETs (the event
+            # streams) pass straight through.
+            {
+                "name": "envoy.filters.http.buffer",
+                "typed_config": {"@type": BUFFER, "max_request_bytes": cfg.max_request_bytes},
+            },
             {"name": "envoy.filters.http.grpc_json_transcoder", "typed_config": transcoder},
             {"name": "envoy.filters.http.router", "typed_config": {"@type": ROUTER}},
         ],

@@ -29,6 +29,19 @@ STATUS_FOR: tuple[tuple[type[errors.DomainError], grpc.StatusCode], ...] = (
 )
 
 
+# Messages may quote the request (an id, a name); a client can make those as long as Envoy
+# allows, and the message travels twice (grpc-message and the Status detail) in the trailers.
+# A 30,000-character id pushed the trailers past Envoy's response header limit: a 503.
+MAX_MESSAGE_CHARS = 512
+
+
+def bounded(message: str) -> str:
+    """The message, cut to MAX_MESSAGE_CHARS with a marker when it is longer."""
+    if len(message) <= MAX_MESSAGE_CHARS:
+        return message
+    return message[: MAX_MESSAGE_CHARS - 3] + "..."
+
+
 def status_code_for(error: errors.DomainError) -> grpc.StatusCode:
     for kind, code in STATUS_FOR:
         if isinstance(error, kind):

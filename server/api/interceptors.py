@@ -19,7 +19,7 @@ import grpc
 from grpc.aio import AbortError
 
 from server import metrics
-from server.api.errors import rich_status, status_code_for, trailing_metadata
+from server.api.errors import bounded, rich_status, status_code_for, trailing_metadata
 from server.core import errors
 from server.core.caller import Caller
 from server.logs import request_id_var
@@ -150,7 +150,7 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
         if isinstance(exc, AbortError):
             raise exc
         if isinstance(exc, errors.DomainError):
-            message = exc.message
+            message = bounded(exc.message)
         elif isinstance(exc, NotImplementedError):
             # The generated base servicer raises this for an RPC whose behaviour has not landed.
             message = f"{method.strip('/').replace('/', '.')} is not implemented yet"

@@ -60,15 +60,25 @@ class Tokens:
             role = Role(claims["role"])
             if not isinstance(claims["sub"], str) or not claims["sub"]:
                 raise Unauthenticated("invalid token: bad subject")
+            # PyJWT compares iat/exp as numbers after int(), so a signed "exp": "1796000000" or
+            # a year-30000 exp passes it and then broke the datetime conversion below (a 500).
+            issued_at, expires_at = _instant(claims["iat"]), _instant(claims["exp"])
         except jwt.ExpiredSignatureError:
             raise Unauthenticated("token expired") from None
-        except (jwt.InvalidTokenError, ValueError, KeyError):
+        except (jwt.InvalidTokenError, ValueError, KeyError, TypeError, OverflowError, OSError):
             # One message for every other failure: no oracle for what was wrong.
             raise Unauthenticated("invalid token") from None
         return TokenClaims(
             user_id=claims["sub"],
             role=role,
             token_id=str(claims["jti"]),
-            issued_at=datetime.fromtimestamp(claims["iat"], UTC),
-            expires_at=datetime.fromtimestamp(claims["exp"], UTC),
+            issued_at=issued_at,
+            expires_at=expires_at,
         )
+
+
+def _instant(value: object) -> datetime:
+    """A NumericDate claim as a datetime; ValueError unless it is a plain number in range."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError("a NumericDate must be a number")
+    return datetime.fromtimestamp(value, UTC)

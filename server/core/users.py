@@ -23,7 +23,13 @@ from server.ports.clock import Clock
 from server.ports.security import PasswordHasher, TokenIssuer
 from server.ports.store import Page, PageRequest, UserFilter, UserStore
 
-USERNAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{2,31}$")
+# Lower-case letters and digits, with single '_', '.' or '-' between them: no leading, trailing
+# or doubled separators, so "admin." or "admin_" cannot pose as "admin" beside it.
+USERNAME_RE = re.compile(r"^(?=.{3,32}$)[a-z0-9]+(?:[_.-][a-z0-9]+)*$")
+USERNAME_RULE = (
+    "username must be 3-32 characters of letters, digits, '_', '.', '-', starting and ending with a letter or digit"
+    " and no two separators together"
+)
 EMAIL_RE = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$")
 MAX_EMAIL = 254
 # argon2 hashes any length, but a megabyte password is a denial-of-service attempt.
@@ -40,6 +46,12 @@ class LoginResult:
 
 def normalize_email(email: str) -> str:
     return unicodedata.normalize("NFC", email).strip().lower()
+
+
+def normalize_username(username: str) -> str:
+    """The one spelling a username is stored and compared in: NFKC (full-width letters become
+    ASCII) and case-folded, so "ADMIN" and "Admin" are the same account name as "admin"."""
+    return unicodedata.normalize("NFKC", username).strip().casefold()
 
 
 def validate_email(email: str) -> str:
@@ -82,12 +94,10 @@ class Users:
         self._min_password_length = min_password_length
 
     async def register(self, username: str, email: str, password: str, role: Role = Role.USER) -> User:
-        username = unicodedata.normalize("NFC", username).strip()
+        username = normalize_username(username)
         problems = []
-        if not USERNAME_RE.match(username):
-            problems.append(
-                "username must be 3-32 characters of letters, digits, '_', '.', '-', starting with a letter or digit"
-            )
+        if not USERNAME_RE.fullmatch(username):
+            problems.append(USERNAME_RULE)
         try:
             email = validate_email(email)
         except InvalidArgument as exc:

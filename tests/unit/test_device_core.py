@@ -9,13 +9,15 @@ import pytest
 
 from server.core.activity import ActivityLog
 from server.core.caller import Caller
-from server.core.commands import PendingCommands
+from server.core.device_changes import DeviceChanges
 from server.core.device_rules import credential_matches, hash_credential
-from server.core.devices import BrokerAddress, Devices
 from server.core.errors import NotFound, Unavailable
 from server.core.fleet_events import DeviceEvent, DeviceEventHub, DeviceEventKind
 from server.core.heartbeats import HeartbeatWriter
+from server.core.inbound import DeviceInbound
+from server.core.led import PendingCommands
 from server.core.model import LedState, Role
+from server.core.registry import BrokerAddress, DeviceRegistry
 from server.ports.broker import DeviceCredentials, HealthReport, StatusReport
 from server.ports.clock import ManualClock
 from server.ports.store import Store
@@ -47,11 +49,12 @@ class FlakyBroker:
 async def test_a_failed_provisioning_leaves_nothing_and_a_retry_works(store: Store) -> None:
     clock = ManualClock()
     broker = FlakyBroker()
-    devices = Devices(
+    activity = ActivityLog(store.activity, clock)
+    devices = DeviceRegistry(
         store.devices,
-        ActivityLog(store.activity, clock),
+        activity,
         clock,
-        DeviceEventHub(),
+        DeviceChanges(activity, clock, DeviceEventHub()),
         broker=broker,
         address=BrokerAddress("mqtt.example", 1883, "mqtt://mqtt.example:1883"),
     )
@@ -113,7 +116,8 @@ async def test_firmware_changes_are_written_through_and_steady_heartbeats_behind
     await writer.start()
     try:
         clock = ManualClock(datetime.now(UTC))
-        devices = Devices(store.devices, ActivityLog(store.activity, clock), clock, DeviceEventHub(), heartbeats=writer)
+        changes = DeviceChanges(ActivityLog(store.activity, clock), clock, DeviceEventHub())
+        devices = DeviceInbound(store.devices, clock, changes, heartbeats=writer)
         await store.devices.create(Factory().device(device_id="lamp", owner_id="alice", firmware_version=""))
 
         await devices.on_health("lamp", HealthReport("1.0.0", heap=100))

@@ -12,10 +12,12 @@ from hypothesis import strategies as st
 
 from server.core.activity import ActivityLog
 from server.core.caller import Caller
-from server.core.devices import Devices
+from server.core.device_changes import DeviceChanges
 from server.core.errors import NotFound, PermissionDenied
 from server.core.fleet_events import DeviceEventHub
+from server.core.inbound import DeviceInbound
 from server.core.model import Device, LedState, Role
+from server.core.registry import DeviceRegistry
 from server.ports.broker import HealthReport, StatusReport
 from server.ports.clock import SystemClock
 from tests.support.stores import sqlite_store
@@ -46,7 +48,10 @@ event = st.tuples(st.sampled_from(IDS), st.one_of(health, status, st.booleans())
 async def run(events: list[tuple[str, Any]], data_dir: Path) -> None:
     async with sqlite_store(data_dir) as store:
         clock = SystemClock()
-        devices = Devices(store.devices, ActivityLog(store.activity, clock), clock, DeviceEventHub())
+        activity = ActivityLog(store.activity, clock)
+        changes = DeviceChanges(activity, clock, DeviceEventHub())
+        registry = DeviceRegistry(store.devices, activity, clock, changes)
+        devices = DeviceInbound(store.devices, clock, changes)
         now = clock.now()
         for device_id in ("known", "blocked"):
             await store.devices.create(
@@ -65,7 +70,7 @@ async def run(events: list[tuple[str, Any]], data_dir: Path) -> None:
                 assert device_id == "ghost"
             except PermissionDenied:
                 assert device_id == "blocked"
-        known = await devices.get(Caller("u1", Role.USER), "known")
+        known = await registry.get(Caller("u1", Role.USER), "known")
         last_health = [r for i, r in events if i == "known" and isinstance(r, HealthReport)]
         if last_health:
             assert known.firmware_version == last_health[-1].firmware_version
