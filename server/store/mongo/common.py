@@ -20,7 +20,7 @@ from pymongo.errors import DuplicateKeyError, PyMongoError
 
 from server.core.errors import InvalidArgument, NotFound, Unavailable
 from server.ports.store import Page, PageRequest
-from server.store.codec import Record, already_exists, cut_page, decode_token
+from server.store.codec import ListOrder, Record, already_exists, cut_page, decode_token
 
 log = logging.getLogger(__name__)
 
@@ -104,14 +104,14 @@ async def set_fields(coll: Collection, item_id: str, fields: Doc, missing: str) 
 
 async def keyset_page(
     coll: Collection,
-    *,
-    kind: str,
+    names: Names,
+    order: ListOrder,
     query: Doc,
-    sort_field: str,
     page: PageRequest,
-    descending: bool,
     to_item: Callable[[Doc], T],
 ) -> Page[T]:
+    """One page in the list's order; the id field is always _id."""
+    kind, sort_field, descending = order.kind, names.field(order.sort), order.descending
     limit = page.limit
     if page.token:
         sort_key, last_id = decode_token(kind, page.token)

@@ -14,6 +14,7 @@ from server.core.errors import NotFound
 from server.core.model import Device, DeviceHealth, Heartbeat, LedState
 from server.ports.store import DeviceFilter, DeviceSummary, Page, PageRequest
 from server.store.codec import (
+    DEVICE_LIST,
     device_from,
     device_matches,
     device_record,
@@ -93,15 +94,7 @@ class MongoDevices:
 
     async def list(self, flt: DeviceFilter, page: PageRequest) -> Page[Device]:
         query = NAMES.doc(device_matches(flt))
-        return await keyset_page(
-            self._c,
-            kind="devices",
-            query=query,
-            sort_field="createdAt",
-            page=page,
-            descending=False,
-            to_item=_device,
-        )
+        return await keyset_page(self._c, NAMES, DEVICE_LIST, query, page, _device)
 
     async def _set(self, device_id: str, fields: dict[str, Any]) -> Device:
         return _device(await set_fields(self._c, device_id, fields, _MISSING))

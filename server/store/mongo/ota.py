@@ -27,6 +27,8 @@ from server.core.model import (
 )
 from server.ports.store import MAX_IDS_PER_CALL, OtaJobFilter, Page, PageRequest, RolloutFilter
 from server.store.codec import (
+    JOB_LIST,
+    ROLLOUT_LIST,
     job_from,
     job_matches,
     job_record,
@@ -128,15 +130,7 @@ class MongoOtaJobs:
 
     async def list(self, flt: OtaJobFilter, page: PageRequest) -> Page[OtaJob]:
         query = JOB_NAMES.doc(job_matches(flt))
-        return await keyset_page(
-            self._c,
-            kind="ota_jobs",
-            query=query,
-            sort_field="createdAt",
-            page=page,
-            descending=True,
-            to_item=_job,
-        )
+        return await keyset_page(self._c, JOB_NAMES, JOB_LIST, query, page, _job)
 
     async def transition(
         self,
@@ -226,15 +220,7 @@ class MongoRollouts:
 
     async def list(self, flt: RolloutFilter, page: PageRequest) -> Page[Rollout]:
         query = ROLLOUT_NAMES.doc(rollout_matches(flt))
-        return await keyset_page(
-            self._c,
-            kind="rollouts",
-            query=query,
-            sort_field="createdAt",
-            page=page,
-            descending=True,
-            to_item=_rollout,
-        )
+        return await keyset_page(self._c, ROLLOUT_NAMES, ROLLOUT_LIST, query, page, _rollout)
 
     async def transition(
         self,

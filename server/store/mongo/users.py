@@ -7,7 +7,7 @@ from typing import Any
 
 from server.core.model import Role, User
 from server.ports.store import Page, PageRequest, UserFilter
-from server.store.codec import to_us, user_from, user_matches, user_record
+from server.store.codec import USER_LIST, to_us, user_from, user_matches, user_record
 from server.store.mongo.common import Collection, Doc, Names, find_one, keyset_page, set_fields, translated
 
 UNIQUE = {"email": "email", "username": "username", "_id": "userId", "_id_": "userId"}
@@ -47,15 +47,7 @@ class MongoUsers:
         if flt.email_prefix:
             # a range, not a regex: exact for any unicode prefix and served by the email index
             query["email"] = {"$gte": flt.email_prefix, "$lt": flt.email_prefix + "\U0010ffff"}
-        return await keyset_page(
-            self._c,
-            kind="users",
-            query=query,
-            sort_field="createdAt",
-            page=page,
-            descending=False,
-            to_item=_user,
-        )
+        return await keyset_page(self._c, NAMES, USER_LIST, query, page, _user)
 
     async def _set(self, user_id: str, fields: dict[str, Any]) -> User:
         return _user(await set_fields(self._c, user_id, fields, _MISSING))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from server.core.model import ActivityEntry
 from server.ports.store import ActivityFilter, Page, PageRequest
-from server.store.codec import entry_from, entry_matches, entry_record, to_us
+from server.store.codec import ACTIVITY_LIST, entry_from, entry_matches, entry_record, to_us
 from server.store.sqlite.common import equal_where, insert, keyset_page
 from server.store.sqlite.db import Database
 
@@ -26,15 +26,4 @@ class SqliteActivity:
         if flt.until is not None:
             where.append("time < ?")
             params.append(to_us(flt.until))
-        return await keyset_page(
-            self._db,
-            kind="activity",
-            table="activity",
-            sort_col="time",
-            id_col="entry_id",
-            where=where,
-            params=params,
-            page=page,
-            descending=True,
-            to_item=entry_from,
-        )
+        return await keyset_page(self._db, "activity", ACTIVITY_LIST, where, params, page, entry_from)

@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 from server.core.errors import AlreadyExists, NotFound
 from server.ports.store import Page, PageRequest
 from server.store import codec
-from server.store.codec import Record, cut_page, decode_token
+from server.store.codec import ListOrder, Record, cut_page, decode_token
 from server.store.sqlite.db import Database, IntegrityViolation
 
 T = TypeVar("T")
@@ -60,18 +60,15 @@ def equal_where(conditions: Record) -> tuple[list[str], list[Any]]:
 
 async def keyset_page(
     db: Database,
-    *,
-    kind: str,
     table: str,
-    sort_col: str,
-    id_col: str,
+    order: ListOrder,
     where: Sequence[str],
     params: Sequence[Any],
     page: PageRequest,
-    descending: bool,
     to_item: Callable[[Row], T],
 ) -> Page[T]:
-    """One page ordered by (sort_col, id_col); the token is the last row's (sort, id)."""
+    """One page in the list's order, by (sort, id) columns; the token is the last row's (sort, id)."""
+    kind, sort_col, id_col, descending = order.kind, order.sort, order.id, order.descending
     limit = page.limit
     clauses = list(where)
     args = list(params)

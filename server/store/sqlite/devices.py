@@ -13,6 +13,7 @@ from server.core.errors import NotFound
 from server.core.model import Device, DeviceHealth, Heartbeat, LedState
 from server.ports.store import DeviceFilter, DeviceSummary, Page, PageRequest
 from server.store.codec import (
+    DEVICE_LIST,
     device_from,
     device_matches,
     device_record,
@@ -79,18 +80,7 @@ class SqliteDevices:
 
     async def list(self, flt: DeviceFilter, page: PageRequest) -> Page[Device]:
         where, params = equal_where(device_matches(flt))
-        return await keyset_page(
-            self._db,
-            kind="devices",
-            table="devices",
-            sort_col="created_at",
-            id_col="device_id",
-            where=where,
-            params=params,
-            page=page,
-            descending=False,
-            to_item=_device,
-        )
+        return await keyset_page(self._db, "devices", DEVICE_LIST, where, params, page, _device)
 
     async def _update(self, device_id: str, assignments: str, params: tuple[Any, ...]) -> Device:
         return _device(await update_one(self._db, "devices", "device_id", device_id, assignments, params, _MISSING))

@@ -18,6 +18,8 @@ from server.ports.store import (
     RolloutFilter,
 )
 from server.store.codec import (
+    JOB_LIST,
+    ROLLOUT_LIST,
     job_from,
     job_matches,
     job_record,
@@ -82,18 +84,7 @@ class SqliteOtaJobs:
 
     async def list(self, flt: OtaJobFilter, page: PageRequest) -> Page[OtaJob]:
         where, params = equal_where(job_matches(flt))
-        return await keyset_page(
-            self._db,
-            kind="ota_jobs",
-            table="ota_jobs",
-            sort_col="created_at",
-            id_col="job_id",
-            where=where,
-            params=params,
-            page=page,
-            descending=True,
-            to_item=job_from,
-        )
+        return await keyset_page(self._db, "ota_jobs", JOB_LIST, where, params, page, job_from)
 
     async def transition(
         self,
@@ -189,18 +180,7 @@ class SqliteRollouts:
 
     async def list(self, flt: RolloutFilter, page: PageRequest) -> Page[Rollout]:
         where, params = equal_where(rollout_matches(flt))
-        return await keyset_page(
-            self._db,
-            kind="rollouts",
-            table="rollouts",
-            sort_col="created_at",
-            id_col="rollout_id",
-            where=where,
-            params=params,
-            page=page,
-            descending=True,
-            to_item=rollout_from,
-        )
+        return await keyset_page(self._db, "rollouts", ROLLOUT_LIST, where, params, page, rollout_from)
 
     async def transition(
         self,

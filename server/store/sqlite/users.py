@@ -7,7 +7,7 @@ from typing import Any
 
 from server.core.model import Role, User
 from server.ports.store import Page, PageRequest, UserFilter
-from server.store.codec import to_us, user_from, user_matches, user_record
+from server.store.codec import USER_LIST, to_us, user_from, user_matches, user_record
 from server.store.sqlite.common import equal_where, insert, keyset_page, read_one, update_one
 from server.store.sqlite.db import Database
 
@@ -40,18 +40,7 @@ class SqliteUsers:
         if flt.email_prefix:
             where.append("substr(email, 1, ?) = ?")
             params += [len(flt.email_prefix), flt.email_prefix]
-        return await keyset_page(
-            self._db,
-            kind="users",
-            table="users",
-            sort_col="created_at",
-            id_col="user_id",
-            where=where,
-            params=params,
-            page=page,
-            descending=False,
-            to_item=user_from,
-        )
+        return await keyset_page(self._db, "users", USER_LIST, where, params, page, user_from)
 
     async def _update(self, user_id: str, assignments: str, params: tuple[Any, ...]) -> User:
         return user_from(await update_one(self._db, "users", "user_id", user_id, assignments, params, "user not found"))
