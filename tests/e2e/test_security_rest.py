@@ -13,9 +13,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import grpc
 import jwt
 import pytest
 
+from iot.v1 import auth_pb2, auth_pb2_grpc
 from server.app import ControlPlane
 from tests.support.net import http
 from tests.support.servers import make_settings, running_gateway, running_plane
@@ -49,6 +51,19 @@ class Front:
         )
         assert status == 200, login
         return str(login["token"]), str(body["user"]["userId"])
+
+    async def grpc_login(self, email: str, password: str, forwarded_for: str) -> grpc.StatusCode:
+        """Log in over gRPC as Envoy would forward it: from loopback, with X-Forwarded-For."""
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{self.grpc_port}") as channel:
+            stub = auth_pb2_grpc.AuthServiceStub(channel)
+            try:
+                await stub.Login(
+                    auth_pb2.LoginRequest(email=email, password=password),
+                    metadata=(("x-forwarded-for", forwarded_for),),
+                )
+            except grpc.aio.AioRpcError as exc:
+                return exc.code()
+        return grpc.StatusCode.OK
 
 
 @pytest.fixture(scope="module")
@@ -165,3 +180,28 @@ async def test_usernames_that_pose_as_another_are_refused(front: Front) -> None:
     # Separators between letters stay allowed: they name different people.
     status, body = await front.register("ro.ot", "roodot@example.com")
     assert status == 200 and body["user"]["username"] == "ro.ot", body
+
+
+# --- item 3: failed logins cannot lock the owner out ------------------------------------------
+
+
+async def test_guesses_from_one_address_do_not_lock_the_owner_out(front: Front) -> None:
+    await front.token("olga")
+    attacker = [await front.grpc_login("olga@example.com", "wrong guess", "203.0.113.7") for _ in range(7)]
+    assert attacker[:5] == [grpc.StatusCode.UNAUTHENTICATED] * 5
+    assert attacker[-1] == grpc.StatusCode.RESOURCE_EXHAUSTED
+    # The attacker's address stays throttled even with the right password...
+    assert await front.grpc_login("olga@example.com", PASSWORD, "203.0.113.7") == grpc.StatusCode.RESOURCE_EXHAUSTED
+    # ...but the owner, from an address never seen before, gets in.
+    assert await front.grpc_login("olga@example.com", PASSWORD, "198.51.100.20") == grpc.StatusCode.OK
+
+
+async def test_guesses_from_many_addresses_do_not_lock_out_a_known_address(front: Front) -> None:
+    await front.token("pavel")
+    assert await front.grpc_login("pavel@example.com", PASSWORD, "198.51.100.30") == grpc.StatusCode.OK
+    codes = [await front.grpc_login("pavel@example.com", "wrong guess", f"203.0.113.{i}") for i in range(14)]
+    # Brute force stays infeasible: the account's shared budget for strangers runs out...
+    assert grpc.StatusCode.RESOURCE_EXHAUSTED in codes
+    assert await front.grpc_login("pavel@example.com", PASSWORD, "192.0.2.99") == grpc.StatusCode.RESOURCE_EXHAUSTED
+    # ...while the owner's own address is never locked out by others' failures.
+    assert await front.grpc_login("pavel@example.com", PASSWORD, "198.51.100.30") == grpc.StatusCode.OK
