@@ -155,8 +155,8 @@ async def bench(n: int, n_devices: int, limit: float) -> tuple[Phase, Phase]:
                 raw_client.loop_stop()
 
             handler = CountingHandler()
-            bridge = MqttBridge(url, *BACKEND, handler, share_group="bench-bridge")
-            assert await bridge.start()
+            bridge = MqttBridge(url, *BACKEND, share_group="bench-bridge")
+            assert await bridge.start(handler)
             try:
                 through = await run_phase(
                     "bridge -> handler",

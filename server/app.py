@@ -31,12 +31,15 @@ from server.auth.passwords import Passwords
 from server.auth.tokens import Tokens
 from server.core.activity import ActivityLog
 from server.core.dashboard import Dashboard
-from server.core.devices import BrokerAddress, Devices
+from server.core.device_changes import DeviceChanges
 from server.core.fleet_events import DeviceEventHub
 from server.core.heartbeats import HeartbeatWriter
+from server.core.inbound import DeviceInbound
+from server.core.led import LedCommands
 from server.core.ota import OtaEventHub, OtaJobs
 from server.core.ota_status import LatestOtaStatus
 from server.core.presence import OfflineSweeper
+from server.core.registry import BrokerAddress, DeviceRegistry
 from server.core.releases import Releases
 from server.core.rollouts import Rollouts, RolloutScheduler
 from server.core.users import Users
@@ -146,7 +149,7 @@ class ControlPlane:
         servicers: dict[str, Any] = {
             "iot.v1.AuthService": AuthServicer(users),
             "iot.v1.AdminService": AdminServicer(users, activity, devices, ota_status),
-            "iot.v1.DeviceService": DeviceServicer(devices, ota_status),
+            "iot.v1.DeviceService": DeviceServicer(devices, self.led, ota_status),
             "iot.v1.DashboardService": DashboardServicer(Dashboard(store, ota_status)),
             "iot.v1.OtaService": OtaServicer(self.ota),
             "iot.v1.ReleaseService": ReleaseServicer(Releases(catalog, activity, self.clock)),
@@ -177,8 +180,10 @@ class ControlPlane:
         log.info("firmware catalog", extra={"store": str(root), "downloads": base, "port": port})
         return LocalCatalog(root, signer, base, public_key=public_key, cache_seconds=s.firmware_cache_seconds)
 
-    async def _build_devices(self, store: Store, activity: ActivityLog, catalog: FirmwareCatalog) -> Devices:
-        """Devices over MQTT: provisioning, the bridge, OTA jobs, the sweeps, the metrics endpoint."""
+    async def _build_devices(self, store: Store, activity: ActivityLog, catalog: FirmwareCatalog) -> DeviceRegistry:
+        """Devices over MQTT: provisioning, the bridge, LED commands, OTA jobs, the inbound
+        handler, the sweeps, the metrics endpoint. The bridge comes first: core publishes
+        through it, and it delivers to core once started."""
         s = self.settings
         if s.metrics_port > 0:
             self.metrics_server = metrics.MetricsServer(s.grpc_host, s.metrics_port)
@@ -194,19 +199,23 @@ class ControlPlane:
                 device_port=address.port,
                 reserved_usernames=RESERVED_BROKER_USERNAMES,
             )
+            self.bridge = MqttBridge(
+                s.mqtt_url, s.mqtt_user or None, s.mqtt_pass or None, share_group=s.mqtt_share_group
+            )
         self.heartbeat_writer = HeartbeatWriter(store.devices, interval=s.heartbeat_flush_seconds)
         await self.heartbeat_writer.start()
-        devices = Devices(
+        changes = DeviceChanges(activity, self.clock, self.device_events)
+        devices = DeviceRegistry(
+            store.devices, activity, self.clock, changes, broker=self.broker_admin, address=address
+        )
+        self.led = led = LedCommands(
             store.devices,
+            devices,
             activity,
             self.clock,
-            self.device_events,
-            broker=self.broker_admin,
-            address=address,
-            heartbeats=self.heartbeat_writer,
+            publisher=self.bridge,
             command_timeout=s.command_timeout_seconds,
         )
-        # Attached before the bridge starts, so no OTA report arrives before OTA can handle it.
         self.ota = ota = OtaJobs(
             store.ota_jobs,
             devices,
@@ -214,24 +223,22 @@ class ControlPlane:
             activity,
             self.clock,
             self.ota_events,
+            publisher=self.bridge,
             url_ttl_seconds=s.firmware_url_ttl_seconds,
             job_timeout_seconds=s.ota_job_timeout_seconds,
             on_rejected=lambda reason: metrics.OTA_REPORTS_REJECTED.labels(reason).inc(),
         )
-        devices.attach_ota(ota)
-        if address is not None:
-            self.bridge = MqttBridge(
-                s.mqtt_url, s.mqtt_user or None, s.mqtt_pass or None, devices, share_group=s.mqtt_share_group
-            )
-            devices.attach_publisher(self.bridge)
-            ota.attach_publisher(self.bridge)
-            await self.bridge.start(wait=MQTT_START_WAIT_SECONDS)
+        self.inbound = inbound = DeviceInbound(
+            store.devices, self.clock, changes, heartbeats=self.heartbeat_writer, commands=led, ota=ota
+        )
+        if self.bridge is not None:
+            await self.bridge.start(inbound, wait=MQTT_START_WAIT_SECONDS)
         await ota.start()
         self.sweeper = OfflineSweeper(
             store.devices,
             self.clock,
             s.offline_after_seconds,
-            devices.on_swept_offline,
+            inbound.on_swept_offline,
             on_online_count=metrics.DEVICES_ONLINE.set,
         )
         self.sweeper.start()

@@ -65,7 +65,7 @@ MQTT_RECONNECTS = Counter(
     registry=REGISTRY,
 )
 
-# ---- devices (server/core/devices.py, presence.py) ------------------------------------------
+# ---- devices (server/core/inbound.py, presence.py) ------------------------------------------
 
 DEVICES_ONLINE = Gauge(
     "devices_online",

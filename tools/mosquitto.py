@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import getpass
-import json
 import os
 import shutil
 import signal
@@ -37,27 +36,11 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
+from server.mqtt import dynsec
+
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG_TEMPLATE = ROOT / "deploy" / "mosquitto" / "mosquitto.conf.template"
 DYNSEC_FILE = "dynamic-security.json"
-DYNSEC_TOPIC = "$CONTROL/dynamic-security/v1"
-DYNSEC_RESPONSE_TOPIC = DYNSEC_TOPIC + "/response"
-BACKEND_ROLE = "backend"
-
-# The control plane subscribes (shared or not) and publishes under devices/, and provisions device
-# clients at run time through the dynamic-security control topic.
-BACKEND_ACLS: tuple[tuple[str, str], ...] = (
-    ("publishClientSend", "devices/#"),
-    ("publishClientReceive", "devices/#"),
-    ("subscribePattern", "devices/#"),
-    ("subscribePattern", "$share/+/devices/#"),
-    ("unsubscribePattern", "devices/#"),
-    ("unsubscribePattern", "$share/+/devices/#"),
-    ("publishClientSend", "$CONTROL/dynamic-security/#"),
-    ("publishClientReceive", "$CONTROL/dynamic-security/#"),
-    ("subscribePattern", "$CONTROL/dynamic-security/#"),
-)
-
 _PLUGIN_NAME = "mosquitto_dynamic_security.so"
 _PLUGIN_DIRS = (
     "/usr/lib/x86_64-linux-gnu",
@@ -253,12 +236,10 @@ def dynsec_commands(
         subscribed.set()
 
     def on_message(c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
-        with contextlib.suppress(ValueError):
-            body = json.loads(msg.payload)
-            responses = body.get("responses", [])
-            if responses and responses[0].get("correlationData") == f"{corr}:0":
-                state["responses"] = responses
-                answered.set()
+        answer = dynsec.decode_response(msg.payload)
+        if answer is not None and answer[0] == corr:
+            state["responses"] = answer[1]
+            answered.set()
 
     client = mqtt.Client(
         CallbackAPIVersion.VERSION2,
@@ -279,11 +260,10 @@ def dynsec_commands(
             raise BrokerError("no CONNACK from the broker")
         if state["connack"].is_failure:
             raise BrokerError(f"dynsec admin login as {username!r} refused: {state['connack']}")
-        client.subscribe(DYNSEC_RESPONSE_TOPIC, qos=1)
+        client.subscribe(dynsec.RESPONSE_TOPIC, qos=1)
         if not subscribed.wait(timeout) or any(rc.is_failure for rc in state["suback"]):
-            raise BrokerError(f"cannot subscribe to {DYNSEC_RESPONSE_TOPIC}")
-        tagged = [{**cmd, "correlationData": f"{corr}:{i}"} for i, cmd in enumerate(commands)]
-        client.publish(DYNSEC_TOPIC, json.dumps({"commands": tagged}), qos=1)
+            raise BrokerError(f"cannot subscribe to {dynsec.RESPONSE_TOPIC}")
+        client.publish(dynsec.TOPIC, dynsec.encode_request(commands, corr), qos=1)
         if not answered.wait(timeout):
             raise BrokerError("no answer from the dynamic-security plugin")
         return list(state["responses"])
@@ -292,64 +272,18 @@ def dynsec_commands(
         client.loop_stop()
 
 
-def _ensure_ok(responses: list[dict[str, Any]]) -> None:
-    for r in responses:
-        if r.get("error"):
-            raise BrokerError(f"dynsec {r.get('command')} failed: {r['error']}")
-
-
 def ensure_backend(host: str, port: int, *, admin_user: str, admin_pw: str, backend_user: str, backend_pw: str) -> None:
-    """Create (or repair) the backend role and client; idempotent.
+    """Create (or repair) the backend role and client; idempotent (server/mqtt/dynsec.py)."""
+    account = dynsec.backend_account(backend_user, backend_pw)
 
-    Looks first and sends only what is missing: Mosquitto 2.0 answers a repeated addClientRole
-    with "Internal error", so blind re-adds can't tell a real failure from a no-op.
-    """
-    role_r, client_r = dynsec_commands(
-        host,
-        port,
-        username=admin_user,
-        password=admin_pw,
-        commands=[
-            {"command": "getRole", "rolename": BACKEND_ROLE},
-            {"command": "getClient", "username": backend_user},
-        ],
-    )
-    commands: list[dict[str, Any]] = []
-    have_acls: set[tuple[str, str]] = set()
-    if role_r.get("error"):
-        commands.append({"command": "createRole", "rolename": BACKEND_ROLE})
-    else:
-        for acl in role_r["data"]["role"].get("acls", []):
-            if acl.get("allow"):
-                have_acls.add((acl["acltype"], acl["topic"]))
-    commands += [
-        {
-            "command": "addRoleACL",
-            "rolename": BACKEND_ROLE,
-            "acltype": acltype,
-            "topic": topic,
-            "allow": True,
-        }
-        for acltype, topic in BACKEND_ACLS
-        if (acltype, topic) not in have_acls
-    ]
-    if client_r.get("error"):
-        commands.append(
-            {
-                "command": "createClient",
-                "username": backend_user,
-                "password": backend_pw,
-                "roles": [{"rolename": BACKEND_ROLE}],
-            }
-        )
-    else:
-        client = client_r["data"]["client"]
-        commands.append({"command": "setClientPassword", "username": backend_user, "password": backend_pw})
-        if BACKEND_ROLE not in {r.get("rolename") for r in client.get("roles", [])}:
-            commands.append({"command": "addClientRole", "username": backend_user, "rolename": BACKEND_ROLE})
-        if client.get("disabled"):
-            commands.append({"command": "enableClient", "username": backend_user})
-    _ensure_ok(dynsec_commands(host, port, username=admin_user, password=admin_pw, commands=commands))
+    def call(commands: list[dynsec.Command]) -> list[dynsec.Response]:
+        return dynsec_commands(host, port, username=admin_user, password=admin_pw, commands=commands)
+
+    role_r, client_r = call(dynsec.look_up(account))
+    try:
+        dynsec.check(call(dynsec.ensure(account, role_r, client_r)))
+    except dynsec.DynsecError as exc:
+        raise BrokerError(f"dynsec {exc.command} failed: {exc.error}") from None
 
 
 def start_broker(

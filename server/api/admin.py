@@ -8,14 +8,16 @@ from iot.v1 import admin_pb2, admin_pb2_grpc
 from server.api import convert
 from server.api.interceptors import current_caller
 from server.core.activity import ActivityLog
-from server.core.devices import Devices
 from server.core.ota_status import LatestOtaStatus
+from server.core.registry import DeviceRegistry
 from server.core.users import Users
 from server.ports.store import ActivityFilter, DeviceFilter, UserFilter
 
 
 class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
-    def __init__(self, users: Users, activity: ActivityLog, devices: Devices, ota_status: LatestOtaStatus) -> None:
+    def __init__(
+        self, users: Users, activity: ActivityLog, devices: DeviceRegistry, ota_status: LatestOtaStatus
+    ) -> None:
         self._users = users
         self._activity = activity
         self._devices = devices

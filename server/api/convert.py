@@ -7,7 +7,6 @@ from datetime import UTC, datetime
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from iot.v1 import common_pb2
-from server.core.devices import IssuedCredentials
 from server.core.errors import InvalidArgument
 from server.core.model import (
     ActivityEntry,
@@ -20,6 +19,7 @@ from server.core.model import (
     RolloutStatus,
     User,
 )
+from server.core.registry import IssuedCredentials
 from server.core.rollouts import RolloutView
 from server.ports.catalog import Release
 from server.ports.store import PageRequest

@@ -1,4 +1,4 @@
-"""DeviceService: a user's own devices (an admin's: any device), thin over core.devices."""
+"""DeviceService: a user's own devices (an admin's: any device), thin over core.registry and core.led."""
 
 from __future__ import annotations
 
@@ -9,9 +9,10 @@ from grpc.aio import ServicerContext
 from iot.v1 import device_pb2, device_pb2_grpc
 from server.api import convert
 from server.api.interceptors import current_caller
-from server.core.devices import Devices
 from server.core.fleet_events import DeviceEventKind
+from server.core.led import LedCommands
 from server.core.ota_status import LatestOtaStatus
+from server.core.registry import DeviceRegistry
 from server.ports.store import DeviceFilter
 
 EVENT_KIND_TO_PB = {
@@ -27,8 +28,9 @@ EVENT_KIND_TO_PB = {
 
 
 class DeviceServicer(device_pb2_grpc.DeviceServiceServicer):
-    def __init__(self, devices: Devices, ota_status: LatestOtaStatus) -> None:
+    def __init__(self, devices: DeviceRegistry, led: LedCommands, ota_status: LatestOtaStatus) -> None:
         self._devices = devices
+        self._led = led
         self._ota_status = ota_status
 
     async def RegisterDevice(
@@ -83,7 +85,7 @@ class DeviceServicer(device_pb2_grpc.DeviceServiceServicer):
     ) -> device_pb2.SetLedResponse:
         state = convert.led_from_pb(request.state)
         timeout = request.timeout_ms / 1000 if request.timeout_ms > 0 else None
-        result = await self._devices.set_led(current_caller(), request.device_id, state, timeout)
+        result = await self._led.set_led(current_caller(), request.device_id, state, timeout)
         return device_pb2.SetLedResponse(
             command_id=result.command_id, acknowledged=result.acknowledged, state=convert.LED_TO_PB[result.state]
         )

@@ -34,7 +34,7 @@ class OtaServicer(ota_pb2_grpc.OtaServiceServicer):
         request: ota_pb2.StartUpdateRequest,
         context: ServicerContext[ota_pb2.StartUpdateRequest, ota_pb2.StartUpdateResponse],
     ) -> ota_pb2.StartUpdateResponse:
-        job = await self._ota.start_update(current_caller(), request.device_id, request.version.strip())
+        job = await self._ota.start_update_by_id(current_caller(), request.device_id, request.version.strip())
         return ota_pb2.StartUpdateResponse(job=convert.ota_job(job))
 
     async def ListOtaJobs(

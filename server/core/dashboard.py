@@ -4,11 +4,13 @@ latest OTA status, and totals computed by the store (not from the page)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from functools import partial
 
 from server.core.caller import Caller
 from server.core.model import Device, OtaJobStatus
 from server.core.ota_status import LatestOtaStatus
-from server.ports.store import MAX_PAGE_SIZE, DeviceFilter, DeviceSummary, Page, PageRequest, Store
+from server.core.paging import pages
+from server.ports.store import DeviceFilter, DeviceSummary, Page, PageRequest, Store
 
 
 @dataclass(frozen=True)
@@ -46,11 +48,7 @@ class Dashboard:
         the page). The store has no aggregate for it yet, so this walks the devices a full page
         (500) at a time: one device page and one job query per 500 devices."""
         counts: dict[str, int] = {}
-        token = ""
-        while True:
-            page = await self._store.devices.list(DeviceFilter(owner_id=owner), PageRequest(MAX_PAGE_SIZE, token))
+        async for page in pages(partial(self._store.devices.list, DeviceFilter(owner_id=owner))):
             for status in (await self._ota_status.of(page.items)).values():
                 counts[status.value] = counts.get(status.value, 0) + 1
-            token = page.next_page_token
-            if not token:
-                return counts
+        return counts

@@ -1,7 +1,7 @@
 """OTA jobs: check for an update, start one, and follow what the device reports until the job
 ends SUCCESS (the new version seen in a heartbeat) or FAILED (device report, rollback, timeout).
 
-Tenant isolation comes from Devices.get: another user's device is NotFound, like a missing one.
+Tenant isolation comes from DeviceRegistry.get: another user's device is NotFound, like a missing one.
 Every move is a compare-and-set in the store (at most one active job per device is the store's
 rule too), so two replicas handling the same device never overwrite each other; a move the
 state machine or the store refuses is dropped, logged and counted (`on_rejected(reason)`),
@@ -16,23 +16,24 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
 
 from server.core.activity import SYSTEM, ActivityLog
 from server.core.caller import Caller
-from server.core.devices import Devices
 from server.core.errors import (
     AlreadyExists,
     Conflict,
     FailedPrecondition,
-    InvalidArgument,
     NotFound,
     Unavailable,
 )
 from server.core.fleet_events import EventHub, Subscription
 from server.core.model import OTA_ACTIVE, Device, OtaJob, OtaJobStatus
 from server.core.ota_rules import IllegalTransition, Step, step_for_health, step_for_report, update_available
-from server.core.ota_rules import version_or_none as parse_or_none
+from server.core.paging import pages
 from server.core.periodic import PeriodicTask
+from server.core.registry import DeviceRegistry
+from server.core.releases import is_blocked, latest_good, release_to_offer, same_version
 from server.ports.broker import DevicePublisher, HealthReport, OtaStatusReport
 from server.ports.catalog import FirmwareCatalog
 from server.ports.clock import Clock
@@ -71,7 +72,7 @@ class OtaJobs:
     def __init__(
         self,
         store: OtaJobStore,
-        devices: Devices,
+        devices: DeviceRegistry,
         catalog: FirmwareCatalog,
         activity: ActivityLog,
         clock: Clock,
@@ -104,21 +105,13 @@ class OtaJobs:
             logger=log,
         )
 
-    def attach_publisher(self, publisher: DevicePublisher) -> None:
-        self._publisher = publisher
-
     # ---- lifecycle -----------------------------------------------------------------------
 
     async def start(self) -> None:
         """Learn the active jobs (so a rollback after a restart is noticed) and start the sweep."""
         for status in OTA_ACTIVE:
-            token = ""
-            while True:
-                page = await self._store.list(OtaJobFilter(status=status), PageRequest(500, token))
+            async for page in pages(partial(self._store.list, OtaJobFilter(status=status))):
                 self._watched.update(job.device_id for job in page.items)
-                token = page.next_page_token
-                if not token:
-                    break
         self._sweeper.start()
 
     async def stop(self) -> None:
@@ -128,38 +121,33 @@ class OtaJobs:
 
     async def check(self, caller: Caller, device_id: str) -> UpdateCheck:
         device = await self._devices.get(caller, device_id)
-        latest = await self._latest_good(device.platform)
-        blocked = {parse_or_none(b.version) for b in await self._catalog.blocked(device.platform)}
+        latest = await latest_good(self._catalog, device.platform)
+        offered = latest.version if latest is not None else ""
         current = device.firmware_version
-        current_blocked = bool(current) and parse_or_none(current) in blocked - {None}
-        return UpdateCheck(update_available(current, latest, current_blocked), latest or "", current, current_blocked)
+        current_blocked = await is_blocked(self._catalog, device.platform, current)
+        return UpdateCheck(update_available(current, offered, current_blocked), offered, current, current_blocked)
+
+    async def start_update_by_id(self, caller: Caller, device_id: str, version: str = "") -> OtaJob:
+        """StartUpdate: one device, looked up as `caller` may see it."""
+        return await self.start_update(caller, await self._devices.get(caller, device_id), version)
 
     async def start_update(
-        self, caller: Caller, device_id: str, version: str = "", *, rollout_id: str | None = None
+        self, caller: Caller, device: Device, version: str = "", *, rollout_id: str | None = None
     ) -> OtaJob:
         """The one way a job starts: from the API for one device, or from the rollout
-        scheduler (with `rollout_id`), so both go through the same checks."""
-        device = await self._devices.get(caller, device_id)
+        scheduler (with `rollout_id`), so both go through the same checks. `device` is as the
+        caller just read it (its online and blocked state are judged from that read)."""
+        if not caller.is_admin and device.owner_id != caller.user_id:
+            raise NotFound(f"device {device.device_id} not found")  # like Devices.get: no hint it exists
+        device_id = device.device_id
         if self._publisher is None:
             raise Unavailable(NO_BROKER)
         if device.blocked:
             raise FailedPrecondition("device is blocked")
         if not device.online:
             raise FailedPrecondition("device is offline")
-        if version:
-            if parse_or_none(version) is None:
-                raise InvalidArgument(f"version {version!r} is not a semantic version (e.g. 1.2.0)")
-            release = await self._catalog.get_release(device.platform, version)
-        else:
-            latest = await self._latest_good(device.platform)
-            if latest is None:
-                raise FailedPrecondition(f"no production release for platform {device.platform}")
-            release = await self._catalog.get_release(device.platform, latest)
-        if release.blocked:
-            raise FailedPrecondition(
-                f"version {release.version} is blocked ({release.blocked_reason or 'no reason given'})"
-            )
-        if device.firmware_version and parse_or_none(device.firmware_version) == parse_or_none(release.version):
+        release = await release_to_offer(self._catalog, device.platform, version)
+        if device.firmware_version and same_version(device.firmware_version, release.version):
             raise FailedPrecondition(f"device {device_id} is already running {release.version}")
         download = await self._catalog.download_url(device.platform, release.version, self._url_ttl)
         now = self._clock.now()
@@ -241,7 +229,7 @@ class OtaJobs:
 
         return self._events.subscribe(accept)
 
-    # ---- what devices say (routed here by Devices, after its known/unblocked check) ----------
+    # ---- what devices say (routed here by DeviceInbound, after its known/unblocked check) ----
 
     async def on_report(self, device: Device, report: OtaStatusReport) -> None:
         try:
@@ -289,23 +277,6 @@ class OtaJobs:
         return ended
 
     # ---- helpers -------------------------------------------------------------------------
-
-    async def _latest_good(self, platform: str) -> str | None:
-        """Production, unless it is blocked (a hand-edited block list): then the newest release
-        below it that is not blocked. None when there is nothing to offer."""
-        production = await self._catalog.production_version(platform)
-        if production is None:
-            return None
-        current = await self._catalog.get_release(platform, production)
-        if not current.blocked:
-            return production
-        ceiling = parse_or_none(production)
-        page = await self._catalog.list_releases(platform, PageRequest(500))
-        for release in page.items:  # newest first
-            parsed = parse_or_none(release.version)
-            if not release.blocked and parsed is not None and ceiling is not None and parsed < ceiling:
-                return release.version
-        return None
 
     async def _apply(self, job: OtaJob, step: Step, actor: str, *, quiet_conflict: bool = False) -> OtaJob | None:
         assert step.status is not None

@@ -18,8 +18,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from firmware_tools.semver import InvalidVersionError, Version, parse_version
 from server.core.model import OTA_ALLOWED_FROM, OtaJob, OtaJobStatus
+from server.core.releases import same_version, version_or_none
 from server.ports.broker import OtaReportStatus
 
 AWAITING_CONFIRMATION = 100
@@ -77,11 +77,6 @@ def step_for_report(job: OtaJob, status: OtaReportStatus, progress: int | None, 
     raise IllegalTransition(f"unknown status {status}")  # pragma: no cover - the enum is exhaustive
 
 
-def same_version(a: str, b: str) -> bool:
-    pa, pb = version_or_none(a), version_or_none(b)
-    return pa == pb if pa is not None and pb is not None else a == b
-
-
 def step_for_health(job: OtaJob, firmware: str, uptime: int | None, now: datetime) -> Step | None:
     """What a heartbeat from the job's device does to it: None when nothing.
 
@@ -99,13 +94,6 @@ def step_for_health(job: OtaJob, firmware: str, uptime: int | None, now: datetim
     if uptime is not None and uptime >= since_report:
         return None
     return Step(OtaJobStatus.FAILED, error=f"device came back with version {firmware}", action="ota.failed")
-
-
-def version_or_none(text: str) -> Version | None:
-    try:
-        return parse_version(text)
-    except InvalidVersionError:
-        return None
 
 
 def update_available(current: str, latest: str | None, current_blocked: bool) -> bool:

@@ -1,22 +1,119 @@
-"""The release catalog as the API shows it: list and read releases; admins block and unblock.
+"""Releases as core sees them: the version helpers, the one "latest good release" rule that OTA
+and rollouts share, and the release catalog API (list, read; admins block and unblock).
+
+The latest good release of a platform is its production version (production/version.txt)
+unless that is blocked; then it is the newest release *below* production that is not blocked
+(SPEC section 6: a blocked version is never offered, and a device running one is offered the
+latest good version). Never one above production: a release built but not promoted has not
+been approved for the fleet. Production can only end up blocked by a hand-edited (or seed-era)
+blocked_versions.json, since both the API and firmware_tools refuse to block it on its own; the
+fallback keeps devices on a blocked production version from being stranded meanwhile. OTA
+checks, OTA starts without a version and rollouts without a version all resolve through
+`release_to_offer`, so they can never disagree.
 
 Blocking follows firmware_tools' rule: the production version can't be blocked on its own,
-because devices would then be offered nothing (or an arbitrary older release). The release
-engineer blocks it and promotes a replacement in one step with the tool, which also checks the
-replacement's anti-rollback version.
+because the fleet would silently fall back to an older release. The release engineer blocks it
+and promotes a replacement in one step with the tool, which also checks the replacement's
+anti-rollback version.
 """
 
 from __future__ import annotations
 
+from functools import partial
+
+from firmware_tools.semver import InvalidVersionError, Version, parse_version
 from server.core.activity import ActivityLog
 from server.core.caller import Caller
-from server.core.errors import FailedPrecondition, PermissionDenied
-from server.core.ota_rules import same_version
+from server.core.errors import FailedPrecondition, InvalidArgument, PermissionDenied
+from server.core.paging import find
 from server.ports.catalog import FirmwareCatalog, Release
 from server.ports.clock import Clock
 from server.ports.store import Page, PageRequest
 
 MAX_REASON = 256
+
+# ---- version helpers -------------------------------------------------------------------------
+
+
+def version_or_none(text: str) -> Version | None:
+    try:
+        return parse_version(text)
+    except InvalidVersionError:
+        return None
+
+
+def same_version(a: str, b: str) -> bool:
+    """Semver equality ("v1.2.0" is "1.2.0"); plain text equality when either isn't semver."""
+    pa, pb = version_or_none(a), version_or_none(b)
+    return pa == pb if pa is not None and pb is not None else a == b
+
+
+def require_version(name: str, text: str) -> Version:
+    parsed = version_or_none(text)
+    if parsed is None:
+        raise InvalidArgument(f"{name} {text!r} is not a semantic version (e.g. 1.2.0)")
+    return parsed
+
+
+# ---- the latest good release ---------------------------------------------------------------
+
+
+async def latest_good(catalog: FirmwareCatalog, platform: str) -> Release | None:
+    """The release to offer the platform's devices (see the module docstring); None when there
+    is none."""
+    try:
+        return await _latest_good(catalog, platform)
+    except FailedPrecondition:
+        return None
+
+
+async def release_to_offer(catalog: FirmwareCatalog, platform: str, version: str = "") -> Release:
+    """What an OTA job or a rollout sends: `version` when one is asked for (NotFound when it is
+    not in the catalog, FailedPrecondition when it is blocked), else the latest good release
+    (FailedPrecondition naming why there is none)."""
+    if not version:
+        return await _latest_good(catalog, platform)
+    require_version("version", version)
+    release = await catalog.get_release(platform, version)
+    if release.blocked:
+        raise FailedPrecondition(
+            f"version {release.version} is blocked ({release.blocked_reason or 'no reason given'})"
+        )
+    return release
+
+
+async def is_blocked(catalog: FirmwareCatalog, platform: str, version: str) -> bool:
+    """Whether `version` is on the platform's block list; it need not be in the catalog (a
+    device may run a release that was since removed)."""
+    wanted = version_or_none(version)
+    if wanted is None:
+        return False
+    return any(version_or_none(b.version) == wanted for b in await catalog.blocked(platform))
+
+
+async def _latest_good(catalog: FirmwareCatalog, platform: str) -> Release:
+    production = await catalog.production_version(platform)
+    if production is None:
+        raise FailedPrecondition(f"no production release for platform {platform}")
+    current = await catalog.get_release(platform, production)
+    if not current.blocked:
+        return current
+    ceiling = version_or_none(production)
+
+    def good_and_older(release: Release) -> bool:
+        parsed = version_or_none(release.version)
+        return not release.blocked and parsed is not None and ceiling is not None and parsed < ceiling
+
+    # Newest first, so the first match is the newest good release below production.
+    fallback = await find(partial(catalog.list_releases, platform), good_and_older)
+    if fallback is not None:
+        return fallback
+    raise FailedPrecondition(
+        f"no good release for platform {platform}: production {production} is blocked and no older release is unblocked"
+    )
+
+
+# ---- the catalog API -----------------------------------------------------------------------
 
 
 class Releases:

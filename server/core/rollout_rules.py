@@ -20,7 +20,7 @@ from datetime import datetime
 from server.core.device_rules import validate_platform
 from server.core.errors import FailedPrecondition, InvalidArgument
 from server.core.model import ROLLOUT_ALLOWED_FROM, Device, OtaJob, OtaJobStatus, Rollout, RolloutStatus
-from server.core.ota_rules import same_version, version_or_none
+from server.core.releases import same_version, version_or_none
 
 DEFAULT_BATCH_SIZE = 10
 MAX_BATCH_SIZE = 1000

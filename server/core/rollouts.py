@@ -24,6 +24,7 @@ import logging
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from functools import partial
 
 from server.core.activity import SYSTEM, ActivityLog
 from server.core.caller import Caller
@@ -39,7 +40,9 @@ from server.core.errors import (
 from server.core.model import OTA_ACTIVE, ROLLOUT_ACTIVE, ROLLOUT_ALLOWED_FROM, Device, OtaJob, Role, Rollout
 from server.core.model import RolloutStatus as S
 from server.core.ota import OtaJobs
+from server.core.paging import collect, find, items
 from server.core.periodic import PeriodicTask
+from server.core.releases import release_to_offer
 from server.core.rollout_rules import (
     Counters,
     RolloutRequest,
@@ -53,7 +56,6 @@ from server.core.rollout_rules import (
 from server.ports.catalog import FirmwareCatalog
 from server.ports.clock import Clock
 from server.ports.store import (
-    MAX_PAGE_SIZE,
     DeviceFilter,
     DeviceStore,
     OtaJobFilter,
@@ -109,14 +111,8 @@ class Rollouts:
     async def create(self, caller: Caller, request: RolloutRequest) -> RolloutView:
         _require_admin(caller)
         platform = request.platform
-        version = request.version or await self._catalog.production_version(platform)
-        if not version:
-            raise FailedPrecondition(f"no production release for platform {platform}")
-        release = await self._catalog.get_release(platform, version)  # NotFound: not in the catalog
-        if release.blocked:
-            raise FailedPrecondition(
-                f"version {release.version} is blocked ({release.blocked_reason or 'no reason given'})"
-            )
+        # The same rule as a single-device update: no version means the latest good release.
+        release = await release_to_offer(self._catalog, platform, request.version)
         now = self._clock.now()
         rollout = Rollout(
             rollout_id=uuid.uuid4().hex,
@@ -216,12 +212,13 @@ class Rollouts:
             if (await self._store.get(rollout.rollout_id)).status is not S.RUNNING:
                 return  # paused or aborted meanwhile
             try:
-                await self._ota.start_update(
-                    SCHEDULER, device.device_id, rollout.version, rollout_id=rollout.rollout_id
-                )
+                # The device as this pass's snapshot read it, moments ago: a device that went
+                # offline or was blocked since is caught by the next pass (a job sent to it in
+                # between is refused at the broker, or times out).
+                await self._ota.start_update(SCHEDULER, device, rollout.version, rollout_id=rollout.rollout_id)
             except (FailedPrecondition, AlreadyExists, NotFound) as exc:
-                # Went offline, got blocked or deleted, or has another active job (a manual
-                # update, or another replica was first): it stays a candidate for later passes.
+                # Already running the version, or has another active job (a manual update, or
+                # another replica was first): it stays a candidate for later passes.
                 log.info(
                     "rollout skipped a device",
                     extra={"rollout_id": rollout.rollout_id, "device_id": device.device_id, "error": exc.message},
@@ -278,39 +275,23 @@ class Rollouts:
         log.info("rollout moved", extra={"rollout_id": rollout.rollout_id, "status": new.value, "action": action})
 
     async def _active_for(self, platform: str) -> Rollout | None:
-        page = await self._store.list(RolloutFilter(platform=platform), PageRequest(MAX_PAGE_SIZE))
-        return next((r for r in page.items if r.status in ROLLOUT_ACTIVE), None)
+        of_platform = partial(self._store.list, RolloutFilter(platform=platform))
+        return await find(of_platform, lambda r: r.status in ROLLOUT_ACTIVE)
 
-    async def _all_rollouts(self, status: S) -> AsyncIterator[Rollout]:
-        token = ""
-        while True:
-            page = await self._store.list(RolloutFilter(status=status), PageRequest(MAX_PAGE_SIZE, token))
-            for rollout in page.items:
-                yield rollout
-            token = page.next_page_token
-            if not token:
-                return
+    def _all_rollouts(self, status: S) -> AsyncIterator[Rollout]:
+        return items(partial(self._store.list, RolloutFilter(status=status)))
 
     async def _snapshot(self, rollout: Rollout) -> _Snapshot:
         """The rollout's jobs and the targeted devices without one. Read whole on every pass
         (two indexed scans): fine for fleets of thousands, the scale this store serves."""
-        jobs: builtins.list[OtaJob] = []
-        token = ""
-        while True:
-            page = await self._jobs.list(OtaJobFilter(rollout_id=rollout.rollout_id), PageRequest(MAX_PAGE_SIZE, token))
-            jobs += page.items
-            token = page.next_page_token
-            if not token:
-                break
+        jobs = await collect(partial(self._jobs.list, OtaJobFilter(rollout_id=rollout.rollout_id)))
         started = {j.device_id for j in jobs}
-        unstarted: builtins.list[Device] = []
-        flt = DeviceFilter(platform=rollout.platform, blocked=False)
-        while True:
-            devices = await self._devices.list(flt, PageRequest(MAX_PAGE_SIZE, token))
-            unstarted += [d for d in devices.items if d.device_id not in started and targets(rollout, d)]
-            token = devices.next_page_token
-            if not token:
-                break
+        of_platform = DeviceFilter(platform=rollout.platform, blocked=False)
+        unstarted = [
+            d
+            async for d in items(partial(self._devices.list, of_platform))
+            if d.device_id not in started and targets(rollout, d)
+        ]
         return _Snapshot(jobs, unstarted)
 
     async def _view(self, rollout: Rollout) -> RolloutView:

@@ -77,7 +77,6 @@ class MqttBridge:
         url: str,
         username: str | None,
         password: str | None,
-        handler: InboundHandler,
         *,
         share_group: str | None = "control-plane",
         client_id_prefix: str = "control-plane",
@@ -94,7 +93,9 @@ class MqttBridge:
         self._endpoint = parse_url(url)
         self._username = username
         self._password = password
-        self._handler = handler
+        # Given to start(): core is built after the bridge (it publishes through it), and no
+        # message can arrive before the bridge connects.
+        self._handler: InboundHandler | None = None
         self._filters = subscription_filters(share_group)
         # Stable across reconnects: if the broker still holds a half-open old connection, the
         # new one with the same id takes over instead of both receiving a share.
@@ -119,14 +120,16 @@ class MqttBridge:
 
     # ---- lifecycle -------------------------------------------------------------------------
 
-    async def start(self, wait: float | None = None) -> bool:
-        """Start connecting; return whether connected within `wait` s (default connect_timeout).
+    async def start(self, handler: InboundHandler, wait: float | None = None) -> bool:
+        """Start connecting and delivering device messages to `handler`; return whether
+        connected within `wait` s (default connect_timeout).
 
         Not being connected yet is not an error: the bridge keeps retrying in the background
         and publishing raises Unavailable until it succeeds.
         """
         if self._supervisor is not None:
             raise RuntimeError("MqttBridge already started")
+        self._handler = handler
         self._workers = [
             asyncio.create_task(self._worker(q), name=f"mqtt-worker-{i}") for i, q in enumerate(self._queues)
         ]
@@ -272,20 +275,22 @@ class MqttBridge:
 
     async def _deliver(self, device_id: str, kind: InboundKind, report: Any) -> None:
         topic = f"devices/{device_id}/{kind.value}"
+        handler = self._handler
+        assert handler is not None  # the workers run only after start(handler)
         try:
             match kind:
                 case InboundKind.HEALTH:
                     assert isinstance(report, HealthReport)
-                    await self._handler.on_health(device_id, report)
+                    await handler.on_health(device_id, report)
                 case InboundKind.STATUS:
                     assert isinstance(report, StatusReport)
-                    await self._handler.on_status(device_id, report)
+                    await handler.on_status(device_id, report)
                 case InboundKind.OTA_STATUS:
                     assert isinstance(report, OtaStatusReport)
-                    await self._handler.on_ota_status(device_id, report)
+                    await handler.on_ota_status(device_id, report)
                 case InboundKind.PRESENCE:
                     assert isinstance(report, bool)
-                    await self._handler.on_presence(device_id, report)
+                    await handler.on_presence(device_id, report)
         except NotFound:
             self._drop("unknown_device", topic)
         except PermissionDenied:

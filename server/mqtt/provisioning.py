@@ -18,49 +18,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import ssl
 import uuid
 from collections.abc import Iterable
-from typing import Any
 
 import aiomqtt
 
 from server.core.errors import AlreadyExists, InvalidArgument, NotFound, Unavailable
+from server.mqtt import dynsec
 from server.mqtt.connection import make_client, parse_url
-from server.mqtt.topics import device_filter, is_valid_device_id
+from server.mqtt.dynsec import DynsecError
+from server.mqtt.topics import is_valid_device_id
 from server.ports.broker import DeviceCredentials
 
 log = logging.getLogger(__name__)
-
-DYNSEC_TOPIC = "$CONTROL/dynamic-security/v1"
-DYNSEC_RESPONSE_TOPIC = DYNSEC_TOPIC + "/response"
-ROLE_PREFIX = "device-"
-
-
-class DynsecError(Exception):
-    def __init__(self, command: str, error: str) -> None:
-        super().__init__(f"{command}: {error}")
-        self.command = command
-        self.error = error
-
-    @property
-    def not_found(self) -> bool:
-        return "not found" in self.error.lower()
-
-    @property
-    def exists(self) -> bool:
-        return "already exists" in self.error.lower()
-
-
-def device_role(device_id: str) -> str:
-    return ROLE_PREFIX + device_id
-
-
-def device_acls(device_id: str) -> list[tuple[str, str]]:
-    own = device_filter(device_id)
-    return [("publishClientSend", own), ("subscribePattern", own)]
 
 
 class DynsecBrokerAdmin:
@@ -93,7 +65,7 @@ class DynsecBrokerAdmin:
         self._client: aiomqtt.Client | None = None
         self._stack: contextlib.AsyncExitStack | None = None
         self._reader: asyncio.Task[None] | None = None
-        self._pending: dict[str, asyncio.Future[list[dict[str, Any]]]] = {}
+        self._pending: dict[str, asyncio.Future[list[dynsec.Response]]] = {}
         self._connect_lock = asyncio.Lock()
 
     # ---- BrokerAdmin -----------------------------------------------------------------------
@@ -113,25 +85,17 @@ class DynsecBrokerAdmin:
 
     async def set_device_enabled(self, device_id: str, enabled: bool) -> None:
         self._check_id(device_id)
-        command = "enableClient" if enabled else "disableClient"
-        await self._call_one({"command": command, "username": device_id})
+        await self._call_one(dynsec.set_enabled(device_id, enabled))
 
     async def delete_device_client(self, device_id: str) -> None:
         self._check_id(device_id)
-        responses = await self._call(
-            [
-                {"command": "deleteClient", "username": device_id},
-                {"command": "deleteRole", "rolename": device_role(device_id)},
-            ]
-        )
-        for r in responses:
-            err = DynsecError(r.get("command", "?"), r["error"]) if r.get("error") else None
-            if err is not None and not err.not_found:
+        for err in dynsec.errors(await self._call(dynsec.remove_device(device_id))):
+            if not err.not_found:
                 raise self._map(err)
 
     async def set_device_password(self, device_id: str, password: str) -> None:
         self._check_id(device_id)
-        await self._call_one({"command": "setClientPassword", "username": device_id, "password": password})
+        await self._call_one(dynsec.set_password(device_id, password))
 
     async def close(self) -> None:
         await self._disconnect()
@@ -145,45 +109,14 @@ class DynsecBrokerAdmin:
             raise AlreadyExists(f"device id {device_id!r} is reserved", field="deviceId")
 
     async def _create_or_update(self, device_id: str, password: str) -> None:
-        role = device_role(device_id)
-        client_r, role_r = await self._call(
-            [
-                {"command": "getClient", "username": device_id},
-                {"command": "getRole", "rolename": role},
-            ]
-        )
-        commands: list[dict[str, Any]] = []
-        have: set[tuple[str, str]] = set()
-        if role_r.get("error"):
-            commands.append({"command": "createRole", "rolename": role})
-        else:
-            have = {(a["acltype"], a["topic"]) for a in role_r["data"]["role"].get("acls", []) if a.get("allow")}
-        commands += [
-            {"command": "addRoleACL", "rolename": role, "acltype": t, "topic": f, "allow": True}
-            for t, f in device_acls(device_id)
-            if (t, f) not in have
-        ]
-        if client_r.get("error"):
-            commands.append(
-                {
-                    "command": "createClient",
-                    "username": device_id,
-                    "password": password,
-                    "roles": [{"rolename": role}],
-                }
-            )
-        else:
-            roles = {r.get("rolename") for r in client_r["data"]["client"].get("roles", [])}
-            groups = client_r["data"]["client"].get("groups", [])
-            if roles - {role} or groups:
-                # Someone made this account by hand for another purpose: don't hijack it.
-                raise AlreadyExists(f"broker account {device_id!r} exists", field="deviceId")
-            commands.append({"command": "setClientPassword", "username": device_id, "password": password})
-            if role not in roles:
-                commands.append({"command": "addClientRole", "username": device_id, "rolename": role})
-        for r in await self._call(commands):
-            if r.get("error"):
-                raise DynsecError(r.get("command", "?"), r["error"])
+        account = dynsec.device_account(device_id, password)
+        role_r, client_r = await self._call(dynsec.look_up(account))
+        try:
+            commands = dynsec.ensure(account, role_r, client_r)
+        except dynsec.ForeignAccount as exc:
+            # Someone made this account by hand for another purpose: don't hijack it.
+            raise AlreadyExists(str(exc), field="deviceId") from None
+        dynsec.check(await self._call(commands))
 
     @staticmethod
     def _map(exc: DynsecError) -> Exception:
@@ -193,26 +126,25 @@ class DynsecBrokerAdmin:
             return AlreadyExists(f"broker: {exc.error}")
         return Unavailable(f"MQTT broker refused {exc.command}: {exc.error}")
 
-    async def _call_one(self, command: dict[str, Any]) -> dict[str, Any]:
+    async def _call_one(self, command: dynsec.Command) -> dynsec.Response:
         (r,) = await self._call([command])
-        if r.get("error"):
-            raise self._map(DynsecError(r.get("command", "?"), r["error"]))
+        for err in dynsec.errors([r]):
+            raise self._map(err)
         return r
 
     # ---- request/response over $CONTROL ----------------------------------------------------
 
-    async def _call(self, commands: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    async def _call(self, commands: list[dynsec.Command]) -> list[dynsec.Response]:
         """Send commands as one request; return the plugin's responses, one per command."""
         if not commands:
             return []
         client = await self._connect()
         corr = uuid.uuid4().hex
-        tagged = [{**c, "correlationData": f"{corr}:{i}"} for i, c in enumerate(commands)]
-        future: asyncio.Future[list[dict[str, Any]]] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[list[dynsec.Response]] = asyncio.get_running_loop().create_future()
         self._pending[corr] = future
         try:
             async with asyncio.timeout(self._timeout):
-                await client.publish(DYNSEC_TOPIC, json.dumps({"commands": tagged}), qos=1, timeout=self._timeout)
+                await client.publish(dynsec.TOPIC, dynsec.encode_request(commands, corr), qos=1, timeout=self._timeout)
                 responses = await future
         except (TimeoutError, aiomqtt.MqttError) as exc:
             await self._disconnect()
@@ -240,9 +172,9 @@ class DynsecBrokerAdmin:
             stack = contextlib.AsyncExitStack()
             try:
                 await stack.enter_async_context(client)
-                granted = await client.subscribe(DYNSEC_RESPONSE_TOPIC, qos=1)
+                granted = await client.subscribe(dynsec.RESPONSE_TOPIC, qos=1)
                 if any(getattr(rc, "is_failure", False) for rc in granted):
-                    raise aiomqtt.MqttError(f"not allowed to subscribe to {DYNSEC_RESPONSE_TOPIC}")
+                    raise aiomqtt.MqttError(f"not allowed to subscribe to {dynsec.RESPONSE_TOPIC}")
             except aiomqtt.MqttError as exc:
                 with contextlib.suppress(aiomqtt.MqttError):
                     await stack.aclose()
@@ -258,12 +190,10 @@ class DynsecBrokerAdmin:
                 payload = message.payload
                 if not isinstance(payload, bytes | bytearray):
                     continue
-                with contextlib.suppress(ValueError, TypeError, AttributeError, KeyError):
-                    responses = json.loads(payload)["responses"]
-                    corr = str(responses[0]["correlationData"]).split(":", 1)[0]
-                    future = self._pending.get(corr)
-                    if future is not None and not future.done():
-                        future.set_result(list(responses))
+                answer = dynsec.decode_response(payload)
+                future = self._pending.get(answer[0]) if answer is not None else None
+                if answer is not None and future is not None and not future.done():
+                    future.set_result(answer[1])
         except aiomqtt.MqttError:
             pass
         for future in self._pending.values():

@@ -16,8 +16,8 @@ import pytest
 
 from server.ports.store import Store
 from server.store.mongo import MongoStore, open_mongo_store
-from server.store.sqlite import open_sqlite_store
 from tests.support.factory import Factory
+from tests.support.stores import sqlite_store
 
 BACKENDS = ["sqlite", "mongo"] + (["mongo-real"] if os.environ.get("MONGO_URI") else [])
 
@@ -33,9 +33,8 @@ def _mongo_uri(backend: str, request: pytest.FixtureRequest) -> str:
 async def store(request: pytest.FixtureRequest, tmp_path: pathlib.Path) -> AsyncIterator[Store]:
     backend: str = request.param
     if backend == "sqlite":
-        sqlite_store = await open_sqlite_store(tmp_path / "control-plane.db")
-        yield sqlite_store
-        await sqlite_store.close()
+        async with sqlite_store(tmp_path) as s:
+            yield s
         return
     mongo_store = await open_mongo_store(_mongo_uri(backend, request), f"contract_{uuid.uuid4().hex[:12]}")
     try:

@@ -10,9 +10,10 @@ import pytest
 
 from server.core.errors import Unavailable
 from server.ports.store import DeviceFilter, PageRequest
+from server.store.codec import to_us
 from server.store.factory import open_store
 from server.store.sqlite import open_sqlite_store
-from server.store.sqlite.schema import SCHEMA_VERSION
+from server.store.sqlite.schema import MIGRATIONS, SCHEMA_VERSION
 from tests.support.factory import Factory
 
 
@@ -50,6 +51,33 @@ async def test_newer_schema_is_refused(tmp_path: pathlib.Path) -> None:
     conn.close()
     with pytest.raises(Unavailable, match="newer"):
         await open_sqlite_store(path)
+
+
+async def test_a_file_from_schema_version_1_is_migrated_and_its_rows_still_read(tmp_path: pathlib.Path) -> None:
+    f = Factory()
+    user, rollout = f.user(), f.rollout(from_version="")
+    path = tmp_path / "control-plane.db"
+    conn = sqlite3.connect(path)
+    for statement in MIGRATIONS[0]:
+        conn.execute(statement)
+    # rows as a version-1 server wrote them: positional, before rollouts had from_version
+    conn.execute("INSERT INTO users VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                 (user.user_id, user.username, user.email, user.password_hash, user.role.value, 0,
+                  to_us(user.created_at), to_us(user.updated_at)))  # fmt: skip
+    conn.execute("INSERT INTO rollouts VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                 (rollout.rollout_id, rollout.platform, rollout.version, rollout.status.value, rollout.created_by,
+                  rollout.batch_size, rollout.max_failure_ratio, to_us(rollout.created_at),
+                  to_us(rollout.updated_at)))  # fmt: skip
+    conn.execute("PRAGMA user_version = 1")
+    conn.commit()
+    conn.close()
+    store = await open_sqlite_store(path)
+    try:
+        assert await store.users.get(user.user_id) == user
+        assert await store.rollouts.get(rollout.rollout_id) == rollout
+        await store.rollouts.create(f.rollout(from_version="1.0.0"))  # and new rows name their columns
+    finally:
+        await store.close()
 
 
 async def test_many_concurrent_callers_do_not_block_the_loop(tmp_path: pathlib.Path) -> None:

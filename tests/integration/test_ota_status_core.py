@@ -3,15 +3,11 @@ with one store query per page of devices (never one per device)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
-from pathlib import Path
-
-import pytest
+from collections.abc import Sequence
 
 from server.core.model import OtaJob, OtaJobStatus
 from server.core.ota_status import LatestJobs, LatestOtaStatus
 from server.ports.store import MAX_IDS_PER_CALL, MAX_PAGE_SIZE, DeviceFilter, PageRequest, Store
-from server.store.factory import open_store
 from tests.support.factory import Factory
 
 
@@ -25,13 +21,6 @@ class CountingJobs:
     async def latest_for_devices(self, device_ids: Sequence[str]) -> dict[str, OtaJob]:
         self.calls.append(len(device_ids))
         return await self._jobs.latest_for_devices(device_ids)
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    s = await open_store(None, tmp_path)
-    yield s
-    await s.close()
 
 
 async def test_the_newest_job_counts_and_a_page_costs_one_query(store: Store) -> None:

@@ -3,9 +3,8 @@ race to the scheduler, and the admin-only rule core keeps on its own."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Collection
+from collections.abc import Collection
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any, cast
 
 import pytest
@@ -19,17 +18,9 @@ from server.core.rollouts import Rollouts
 from server.ports.catalog import FirmwareCatalog
 from server.ports.clock import ManualClock
 from server.ports.store import ActivityFilter, PageRequest, Store
-from server.store.factory import open_store
 from tests.support.factory import Factory
 
 ADMIN = Caller("u-admin", Role.ADMIN)
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    s = await open_store(None, tmp_path)
-    yield s
-    await s.close()
 
 
 def rollouts(store: Store) -> Rollouts:

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 
@@ -18,17 +16,9 @@ from server.core.model import Role
 from server.core.users import Users
 from server.ports.clock import ManualClock
 from server.ports.store import ActivityFilter, PageRequest, Store
-from server.store.factory import open_store
 
 FAST = Argon2Params(time_cost=1, memory_cost_kib=8 * 1024, parallelism=1)
 PASSWORD = "correct horse battery"
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    s = await open_store(None, tmp_path)
-    yield s
-    await s.close()
 
 
 def make_users(store: Store, params: Argon2Params = FAST) -> Users:

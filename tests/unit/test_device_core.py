@@ -4,22 +4,23 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 
 from server.core.activity import ActivityLog
 from server.core.caller import Caller
-from server.core.commands import PendingCommands
+from server.core.device_changes import DeviceChanges
 from server.core.device_rules import credential_matches, hash_credential
-from server.core.devices import BrokerAddress, Devices
 from server.core.errors import NotFound, Unavailable
 from server.core.fleet_events import DeviceEvent, DeviceEventHub, DeviceEventKind
 from server.core.heartbeats import HeartbeatWriter
+from server.core.inbound import DeviceInbound
+from server.core.led import PendingCommands
 from server.core.model import LedState, Role
+from server.core.registry import BrokerAddress, DeviceRegistry
 from server.ports.broker import DeviceCredentials, HealthReport, StatusReport
 from server.ports.clock import ManualClock
-from server.store.factory import open_store
+from server.ports.store import Store
 from tests.support.factory import Factory
 
 
@@ -45,31 +46,28 @@ class FlakyBroker:
     async def set_device_password(self, device_id: str, password: str) -> None: ...
 
 
-async def test_a_failed_provisioning_leaves_nothing_and_a_retry_works(tmp_path: Path) -> None:
-    store = await open_store(None, tmp_path)
-    try:
-        clock = ManualClock()
-        broker = FlakyBroker()
-        devices = Devices(
-            store.devices,
-            ActivityLog(store.activity, clock),
-            clock,
-            DeviceEventHub(),
-            broker=broker,
-            address=BrokerAddress("mqtt.example", 1883, "mqtt://mqtt.example:1883"),
-        )
-        alice = Caller("alice", Role.USER)
-        with pytest.raises(Unavailable):
-            await devices.register(alice, "lamp", "Lamp")
-        with pytest.raises(NotFound):
-            await store.devices.get("lamp")
-        broker.down = False
-        reg = await devices.register(alice, "lamp", "Lamp")
-        assert broker.clients["lamp"] == reg.credentials.password
-        assert reg.credentials.url == "mqtt://mqtt.example:1883"
-        assert credential_matches((await store.devices.get("lamp")).credential_hash, reg.credentials.password)
-    finally:
-        await store.close()
+async def test_a_failed_provisioning_leaves_nothing_and_a_retry_works(store: Store) -> None:
+    clock = ManualClock()
+    broker = FlakyBroker()
+    activity = ActivityLog(store.activity, clock)
+    devices = DeviceRegistry(
+        store.devices,
+        activity,
+        clock,
+        DeviceChanges(activity, clock, DeviceEventHub()),
+        broker=broker,
+        address=BrokerAddress("mqtt.example", 1883, "mqtt://mqtt.example:1883"),
+    )
+    alice = Caller("alice", Role.USER)
+    with pytest.raises(Unavailable):
+        await devices.register(alice, "lamp", "Lamp")
+    with pytest.raises(NotFound):
+        await store.devices.get("lamp")
+    broker.down = False
+    reg = await devices.register(alice, "lamp", "Lamp")
+    assert broker.clients["lamp"] == reg.credentials.password
+    assert reg.credentials.url == "mqtt://mqtt.example:1883"
+    assert credential_matches((await store.devices.get("lamp")).credential_hash, reg.credentials.password)
 
 
 def test_credential_hash_is_salted_and_checks() -> None:
@@ -113,13 +111,13 @@ async def test_commands_match_by_id_or_by_state_after_publishing() -> None:
     assert len(pending) == 0
 
 
-async def test_firmware_changes_are_written_through_and_steady_heartbeats_behind(tmp_path: Path) -> None:
-    store = await open_store(None, tmp_path)
+async def test_firmware_changes_are_written_through_and_steady_heartbeats_behind(store: Store) -> None:
     writer = HeartbeatWriter(store.devices, interval=3600)  # never flushes by itself here
     await writer.start()
     try:
         clock = ManualClock(datetime.now(UTC))
-        devices = Devices(store.devices, ActivityLog(store.activity, clock), clock, DeviceEventHub(), heartbeats=writer)
+        changes = DeviceChanges(ActivityLog(store.activity, clock), clock, DeviceEventHub())
+        devices = DeviceInbound(store.devices, clock, changes, heartbeats=writer)
         await store.devices.create(Factory().device(device_id="lamp", owner_id="alice", firmware_version=""))
 
         await devices.on_health("lamp", HealthReport("1.0.0", heap=100))
@@ -138,4 +136,3 @@ async def test_firmware_changes_are_written_through_and_steady_heartbeats_behind
         assert stored.firmware_version == "1.1.0" and stored.health is not None and stored.health.heap == 300
     finally:
         await writer.stop()
-        await store.close()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import pathlib
 from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
@@ -14,7 +13,7 @@ import pytest
 from server.core.errors import Unavailable
 from server.core.heartbeats import HeartbeatWriter
 from server.core.model import Heartbeat
-from server.store.sqlite import open_sqlite_store
+from server.ports.store import Store
 from tests.support.factory import Factory
 
 
@@ -183,24 +182,20 @@ def test_rejects_nonsense_settings() -> None:
         writer(FakeDevices(), interval=0)
 
 
-async def test_against_the_real_store(tmp_path: pathlib.Path) -> None:
+async def test_against_the_real_store(store: Store) -> None:
     f = Factory()
-    store = await open_sqlite_store(tmp_path / "control-plane.db")
-    try:
-        devices = [await store.devices.create(f.device()) for _ in range(50)]
-        w = HeartbeatWriter(store.devices, interval=0.05, max_batch=20)
-        await w.start()
-        last: dict[str, Heartbeat] = {}
-        for _ in range(10):
-            for d in devices:
-                hb = f.heartbeat(d.device_id, heap=f.seq())
-                last[d.device_id] = hb
-                w.submit(hb)
-            await asyncio.sleep(0)
-        await w.stop()
+    devices = [await store.devices.create(f.device()) for _ in range(50)]
+    w = HeartbeatWriter(store.devices, interval=0.05, max_batch=20)
+    await w.start()
+    last: dict[str, Heartbeat] = {}
+    for _ in range(10):
         for d in devices:
-            got = await store.devices.get(d.device_id)
-            assert got.online and got.last_seen == last[d.device_id].at
-            assert got.health is not None and got.health.heap == last[d.device_id].heap
-    finally:
-        await store.close()
+            hb = f.heartbeat(d.device_id, heap=f.seq())
+            last[d.device_id] = hb
+            w.submit(hb)
+        await asyncio.sleep(0)
+    await w.stop()
+    for d in devices:
+        got = await store.devices.get(d.device_id)
+        assert got.online and got.last_seen == last[d.device_id].at
+        assert got.health is not None and got.health.heap == last[d.device_id].heap

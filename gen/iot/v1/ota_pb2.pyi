@@ -49,6 +49,7 @@ class CheckUpdateResponse(_message.Message):
     CURRENT_BLOCKED_FIELD_NUMBER: _builtins.int
     update_available: _builtins.bool
     latest_version: _builtins.str
+    """The latest good release; empty when there is none."""
     current_version: _builtins.str
     current_blocked: _builtins.bool
     """True when the device runs a blocked version (it is offered the latest good one)."""
@@ -76,7 +77,7 @@ class StartUpdateRequest(_message.Message):
     VERSION_FIELD_NUMBER: _builtins.int
     device_id: _builtins.str
     version: _builtins.str
-    """The version to install; empty means the latest production version."""
+    """The version to install; empty means the latest good release (as CheckUpdate reports it)."""
     def __init__(
         self,
         *,

@@ -67,7 +67,8 @@ class OtaServiceServicer:
     """
 
     def CheckUpdate(self, request, context):
-        """Whether a newer, unblocked production release exists for the device.
+        """Whether the latest good release (production, or when production is blocked the newest
+        older unblocked release) should be offered to the device.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

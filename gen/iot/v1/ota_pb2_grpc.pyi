@@ -34,7 +34,9 @@ class OtaServiceStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> OtaServiceAsyncStub: ...
     CheckUpdate: _grpc.UnaryUnaryMultiCallable[_ota_pb2.CheckUpdateRequest, _ota_pb2.CheckUpdateResponse]
-    """Whether a newer, unblocked production release exists for the device."""
+    """Whether the latest good release (production, or when production is blocked the newest
+    older unblocked release) should be offered to the device.
+    """
     StartUpdate: _grpc.UnaryUnaryMultiCallable[_ota_pb2.StartUpdateRequest, _ota_pb2.StartUpdateResponse]
     """Create an OTA job and send it to the device on devices/{id}/ota."""
     ListOtaJobs: _grpc.UnaryUnaryMultiCallable[_ota_pb2.ListOtaJobsRequest, _ota_pb2.ListOtaJobsResponse]
@@ -49,7 +51,9 @@ class OtaServiceAsyncStub(OtaServiceStub):
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     CheckUpdate: _aio.UnaryUnaryMultiCallable[_ota_pb2.CheckUpdateRequest, _ota_pb2.CheckUpdateResponse]  # type: ignore[assignment]
-    """Whether a newer, unblocked production release exists for the device."""
+    """Whether the latest good release (production, or when production is blocked the newest
+    older unblocked release) should be offered to the device.
+    """
     StartUpdate: _aio.UnaryUnaryMultiCallable[_ota_pb2.StartUpdateRequest, _ota_pb2.StartUpdateResponse]  # type: ignore[assignment]
     """Create an OTA job and send it to the device on devices/{id}/ota."""
     ListOtaJobs: _aio.UnaryUnaryMultiCallable[_ota_pb2.ListOtaJobsRequest, _ota_pb2.ListOtaJobsResponse]  # type: ignore[assignment]
@@ -67,7 +71,9 @@ class OtaServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _ota_pb2.CheckUpdateRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_ota_pb2.CheckUpdateResponse, _abc.Awaitable[_ota_pb2.CheckUpdateResponse]]:
-        """Whether a newer, unblocked production release exists for the device."""
+        """Whether the latest good release (production, or when production is blocked the newest
+        older unblocked release) should be offered to the device.
+        """
 
     @_abc_1.abstractmethod
     def StartUpdate(

@@ -30,7 +30,9 @@ class CreateRolloutRequest(_message.Message):
     FROM_VERSION_FIELD_NUMBER: _builtins.int
     platform: _builtins.str
     version: _builtins.str
-    """Empty means the current production version."""
+    """Empty means the latest good release: production, or when production is blocked the
+    newest older unblocked release.
+    """
     batch_size: _builtins.int
     """Devices updated at once; 0 means the default (10)."""
     max_failure_ratio: _builtins.float

@@ -4,21 +4,15 @@ from __future__ import annotations
 
 from server.core.model import ActivityEntry
 from server.ports.store import ActivityFilter, Page, PageRequest
-from server.store.codec import dump_json, from_us, load_details, to_us
-from server.store.mongo.common import Collection, Doc, keyset_page, translated
+from server.store.codec import entry_from, entry_matches, entry_record, to_us
+from server.store.mongo.common import Collection, Doc, Names, keyset_page, translated
 
 UNIQUE = {"_id": "entryId", "_id_": "entryId"}
+NAMES = Names("entry_id")
 
 
 def _entry(d: Doc) -> ActivityEntry:
-    return ActivityEntry(
-        entry_id=d["_id"],
-        time=from_us(d["time"]),
-        actor=d["actor"],
-        action=d["action"],
-        target=d["target"],
-        details=load_details(d["details"]),
-    )
+    return entry_from(NAMES.of(d))
 
 
 class MongoActivity:
@@ -26,22 +20,11 @@ class MongoActivity:
         self._c = coll
 
     async def append(self, entry: ActivityEntry) -> None:
-        doc = {
-            "_id": entry.entry_id,
-            "time": to_us(entry.time),
-            "actor": entry.actor,
-            "action": entry.action,
-            "target": entry.target,
-            "details": dump_json(entry.details),
-        }
         with translated("an activity entry", UNIQUE):
-            await self._c.insert_one(doc)
+            await self._c.insert_one(NAMES.doc(entry_record(entry)))
 
     async def list(self, flt: ActivityFilter, page: PageRequest) -> Page[ActivityEntry]:
-        query: Doc = {}
-        for field, value in (("actor", flt.actor), ("target", flt.target), ("action", flt.action)):
-            if value is not None:
-                query[field] = value
+        query = NAMES.doc(entry_matches(flt))
         window: Doc = {}
         if flt.since is not None:
             window["$gte"] = to_us(flt.since)

@@ -1,4 +1,5 @@
-"""What the MongoDB aggregate modules share: error translation and keyset pages.
+"""What the MongoDB aggregate modules share: documents from records, error translation and keyset
+pages.
 
 pymongo's errors stop here. Network trouble, timeouts and server-side failures become
 Unavailable (the client is configured with bounded timeouts, so a dead server answers within
@@ -16,15 +17,49 @@ from bson.errors import BSONError
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
-from server.core.errors import AlreadyExists, InvalidArgument, Unavailable
+from server.core.errors import InvalidArgument, Unavailable
 from server.ports.store import Page, PageRequest
-from server.store.codec import decode_token, encode_token
+from server.store.codec import Record, already_exists, cut_page, decode_token
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 Doc = dict[str, Any]
 Collection = AsyncCollection[Doc]
+
+
+class Names:
+    """A collection's document fields for codec's neutral record names: camelCase, the entity's
+    id as _id, and the exceptions given. The names are those of documents already stored, so
+    they are fixed: a rename here would hide every stored document's field."""
+
+    def __init__(self, id_name: str, **exceptions: str) -> None:
+        self._fields = {id_name: "_id", **exceptions}
+
+    def field(self, name: str) -> str:
+        found = self._fields.get(name)
+        if found is None:
+            head, *rest = name.split("_")
+            found = self._fields[name] = head + "".join(part.capitalize() for part in rest)
+        return found
+
+    def doc(self, record: Record) -> Doc:
+        return {self.field(name): value for name, value in record.items()}
+
+    def of(self, doc: Doc) -> _Renamed:
+        """The document read by neutral names (for codec's *_from)."""
+        return _Renamed(doc, self)
+
+
+class _Renamed:
+    __slots__ = ("_doc", "_names")
+
+    def __init__(self, doc: Doc, names: Names) -> None:
+        self._doc = doc
+        self._names = names
+
+    def __getitem__(self, name: str, /) -> Any:
+        return self._doc[self._names.field(name)]
 
 
 @contextmanager
@@ -36,11 +71,11 @@ def translated(what: str = "record", unique: Mapping[str, str] | None = None) ->
         details = exc.details or {}
         keys = list((details.get("keyPattern") or {}).keys())
         message = str(details.get("errmsg", exc))
-        for marker, field in (unique or {}).items():
-            if marker in keys or f"index: {marker} " in message:
-                message = f"{what} with this {field} already exists"
-                raise AlreadyExists(message, field=field) from None
-        raise AlreadyExists(f"{what} already exists") from None
+
+        def named(marker: str) -> bool:
+            return marker in keys or f"index: {marker} " in message
+
+        raise already_exists(what, unique or {}, named) from None
     except (BSONError, OverflowError) as exc:  # e.g. an int beyond 64 bits
         raise InvalidArgument(f"value cannot be stored: {exc}") from None
     except PyMongoError as exc:
@@ -68,8 +103,4 @@ async def keyset_page(
     with translated():
         cursor = coll.find(query).sort([(sort_field, direction), ("_id", direction)])
         docs = await cursor.limit(limit + 1).to_list(limit + 1)
-    token = ""
-    if len(docs) > limit:
-        docs = docs[:limit]
-        token = encode_token(kind, docs[-1][sort_field], docs[-1]["_id"])
-    return Page([to_item(d) for d in docs], token)
+    return cut_page(kind, docs, limit, lambda d: (d[sort_field], d["_id"]), to_item)

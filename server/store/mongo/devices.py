@@ -13,10 +13,21 @@ from pymongo import ReturnDocument, UpdateOne
 from server.core.errors import NotFound
 from server.core.model import Device, DeviceHealth, Heartbeat, LedState
 from server.ports.store import DeviceFilter, DeviceSummary, Page, PageRequest
-from server.store.codec import dump_json, from_us, load_extra, opt_from_us, opt_to_us, to_us
-from server.store.mongo.common import Collection, Doc, keyset_page, translated
+from server.store.codec import (
+    device_from,
+    device_matches,
+    device_record,
+    dump_json,
+    health_from,
+    health_record,
+    heartbeat_health,
+    load_extra,
+    to_us,
+)
+from server.store.mongo.common import Collection, Doc, Names, keyset_page, translated
 
 UNIQUE = {"_id": "deviceId", "_id_": "deviceId"}
+NAMES = Names("device_id", owner_id="owner")
 # Heartbeat batches go to the server in bulk_writes of at most this many updates: each stays
 # far below socketTimeoutMS even on a slow server (SecantusDB's bulk cost grows faster than
 # linearly with its size), at a negligible cost in round trips on MongoDB.
@@ -24,66 +35,16 @@ BULK_CHUNK = 100
 
 
 def _health_doc(h: DeviceHealth | None) -> Doc | None:
-    if h is None:
-        return None
-    return {
-        "heap": h.heap,
-        "uptime": h.uptime,
-        "rssi": h.rssi,
-        "extra": dump_json(h.extra),
-        "reportedAt": to_us(h.reported_at),
-    }
+    # extra is JSON text inside the document: a device's keys may hold '.' or '$'
+    return None if h is None else {**health_record(h), "extra": dump_json(h.extra)}
 
 
 def _health(d: Doc | None) -> DeviceHealth | None:
-    if d is None:
-        return None
-    return DeviceHealth(
-        heap=d["heap"],
-        uptime=d["uptime"],
-        rssi=d["rssi"],
-        extra=load_extra(d["extra"]),
-        reported_at=from_us(d["reportedAt"]),
-    )
-
-
-def _doc(dev: Device) -> Doc:
-    return {
-        "_id": dev.device_id,
-        "owner": dev.owner_id,
-        "name": dev.name,
-        "platform": dev.platform,
-        "firmwareVersion": dev.firmware_version,
-        "led": dev.led.value,
-        "online": dev.online,
-        "lastSeen": opt_to_us(dev.last_seen),
-        "presenceAt": None,
-        "health": _health_doc(dev.health),
-        "blocked": dev.blocked,
-        "brokerUsername": dev.broker_username,
-        "credentialHash": dev.credential_hash,
-        "createdAt": to_us(dev.created_at),
-        "updatedAt": to_us(dev.updated_at),
-    }
+    return None if d is None else health_from(d, load_extra(d["extra"]))
 
 
 def _device(d: Doc) -> Device:
-    return Device(
-        device_id=d["_id"],
-        owner_id=d["owner"],
-        name=d["name"],
-        platform=d["platform"],
-        firmware_version=d["firmwareVersion"],
-        led=LedState(d["led"]),
-        online=d["online"],
-        last_seen=opt_from_us(d["lastSeen"]),
-        health=_health(d["health"]),
-        blocked=d["blocked"],
-        broker_username=d["brokerUsername"],
-        credential_hash=d["credentialHash"],
-        created_at=from_us(d["createdAt"]),
-        updated_at=from_us(d["updatedAt"]),
-    )
+    return device_from(NAMES.of(d), _health(d["health"]))
 
 
 def _heartbeat_op(hb: Heartbeat) -> UpdateOne:
@@ -91,7 +52,7 @@ def _heartbeat_op(hb: Heartbeat) -> UpdateOne:
     stored presenceAt in the same atomic write; every value is $literal so that a device's
     string starting with '$' is never read as a field path."""
     at = to_us(hb.at)
-    health = _health_doc(DeviceHealth(hb.heap, hb.uptime, hb.rssi, hb.extra, hb.at))
+    health = _health_doc(heartbeat_health(hb))
     fw: Any = {"$literal": hb.firmware_version}
     if hb.firmware_version is None:
         fw = "$firmwareVersion"  # keep the stored one
@@ -117,7 +78,7 @@ class MongoDevices:
 
     async def create(self, device: Device) -> Device:
         with translated("a device", UNIQUE):
-            await self._c.insert_one(_doc(device))
+            await self._c.insert_one(NAMES.doc(device_record(device, _health_doc(device.health))))
         return device
 
     async def get(self, device_id: str) -> Device:
@@ -134,16 +95,7 @@ class MongoDevices:
             raise NotFound("device not found")
 
     async def list(self, flt: DeviceFilter, page: PageRequest) -> Page[Device]:
-        query: Doc = {}
-        for field, value in (
-            ("owner", flt.owner_id),
-            ("firmwareVersion", flt.firmware_version),
-            ("platform", flt.platform),
-            ("online", flt.online),
-            ("blocked", flt.blocked),
-        ):
-            if value is not None:
-                query[field] = value
+        query = NAMES.doc(device_matches(flt))
         return await keyset_page(
             self._c,
             kind="devices",

@@ -26,8 +26,17 @@ from server.core.model import (
     RolloutStatus,
 )
 from server.ports.store import MAX_IDS_PER_CALL, OtaJobFilter, Page, PageRequest, RolloutFilter
-from server.store.codec import from_us, to_us
-from server.store.mongo.common import Collection, Doc, keyset_page, translated
+from server.store.codec import (
+    job_from,
+    job_matches,
+    job_record,
+    rollout_from,
+    rollout_matches,
+    rollout_record,
+    status_conflict,
+    to_us,
+)
+from server.store.mongo.common import Collection, Doc, Names, keyset_page, translated
 
 JOB_UNIQUE = {"one_active_job": "activeJob", "activeDevice": "activeJob", "_id": "jobId"}
 ROLLOUT_UNIQUE = {
@@ -38,74 +47,31 @@ ROLLOUT_UNIQUE = {
 _ACTIVE_JOB = [s.value for s in OTA_ACTIVE]
 
 
+JOB_NAMES = Names("job_id", owner_id="owner")
+ROLLOUT_NAMES = Names("rollout_id")
+
+
 def _job_doc(j: OtaJob) -> Doc:
-    d: Doc = {
-        "_id": j.job_id,
-        "deviceId": j.device_id,
-        "owner": j.owner_id,
-        "platform": j.platform,
-        "fromVersion": j.from_version,
-        "toVersion": j.to_version,
-        "status": j.status.value,
-        "progress": j.progress,
-        "error": j.error,
-        "rolloutId": j.rollout_id,
-        "createdAt": to_us(j.created_at),
-        "updatedAt": to_us(j.updated_at),
-    }
+    d = JOB_NAMES.doc(job_record(j))
     if j.status in OTA_ACTIVE:
         d["activeDevice"] = j.device_id
     return d
 
 
 def _job(d: Doc) -> OtaJob:
-    return OtaJob(
-        job_id=d["_id"],
-        device_id=d["deviceId"],
-        owner_id=d["owner"],
-        platform=d["platform"],
-        from_version=d["fromVersion"],
-        to_version=d["toVersion"],
-        status=OtaJobStatus(d["status"]),
-        progress=d["progress"],
-        error=d["error"],
-        rollout_id=d["rolloutId"],
-        created_at=from_us(d["createdAt"]),
-        updated_at=from_us(d["updatedAt"]),
-    )
+    return job_from(JOB_NAMES.of(d))
 
 
 def _rollout_doc(r: Rollout) -> Doc:
-    d: Doc = {
-        "_id": r.rollout_id,
-        "platform": r.platform,
-        "version": r.version,
-        "status": r.status.value,
-        "createdBy": r.created_by,
-        "batchSize": r.batch_size,
-        "maxFailureRatio": r.max_failure_ratio,
-        "createdAt": to_us(r.created_at),
-        "updatedAt": to_us(r.updated_at),
-        "fromVersion": r.from_version,
-    }
+    d = ROLLOUT_NAMES.doc(rollout_record(r))
     if r.status in ROLLOUT_ACTIVE:
         d["activePlatform"] = r.platform
     return d
 
 
 def _rollout(d: Doc) -> Rollout:
-    return Rollout(
-        rollout_id=d["_id"],
-        platform=d["platform"],
-        version=d["version"],
-        status=RolloutStatus(d["status"]),
-        created_by=d["createdBy"],
-        batch_size=d["batchSize"],
-        max_failure_ratio=d["maxFailureRatio"],
-        created_at=from_us(d["createdAt"]),
-        updated_at=from_us(d["updatedAt"]),
-        from_version=d.get("fromVersion", ""),  # absent in documents written before the field
-    )
+    d.setdefault("fromVersion", "")  # absent in documents written before the field
+    return rollout_from(ROLLOUT_NAMES.of(d))
 
 
 async def _cas(
@@ -132,7 +98,7 @@ async def _cas(
         current = await coll.find_one({"_id": item_id}, {"status": 1})
     if current is None:
         raise NotFound(f"{what} not found")
-    raise Conflict(f"{what} is {current['status']}, not {' or '.join(sorted(expected))}")
+    raise status_conflict(what, current["status"], expected)
 
 
 def _lit(value: Any) -> Any:
@@ -165,15 +131,7 @@ class MongoOtaJobs:
         return _job(d)
 
     async def list(self, flt: OtaJobFilter, page: PageRequest) -> Page[OtaJob]:
-        query: Doc = {}
-        for field, value in (
-            ("deviceId", flt.device_id),
-            ("status", flt.status.value if flt.status is not None else None),
-            ("rolloutId", flt.rollout_id),
-            ("owner", flt.owner_id),
-        ):
-            if value is not None:
-                query[field] = value
+        query = JOB_NAMES.doc(job_matches(flt))
         return await keyset_page(
             self._c,
             kind="ota_jobs",
@@ -275,11 +233,7 @@ class MongoRollouts:
         return _rollout(d)
 
     async def list(self, flt: RolloutFilter, page: PageRequest) -> Page[Rollout]:
-        query: Doc = {}
-        if flt.status is not None:
-            query["status"] = flt.status.value
-        if flt.platform is not None:
-            query["platform"] = flt.platform
+        query = ROLLOUT_NAMES.doc(rollout_matches(flt))
         return await keyset_page(
             self._c,
             kind="rollouts",

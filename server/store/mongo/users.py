@@ -10,36 +10,17 @@ from pymongo import ReturnDocument
 from server.core.errors import NotFound
 from server.core.model import Role, User
 from server.ports.store import Page, PageRequest, UserFilter
-from server.store.codec import from_us, to_us
-from server.store.mongo.common import Collection, Doc, keyset_page, translated
+from server.store.codec import to_us, user_from, user_matches, user_record
+from server.store.mongo.common import Collection, Doc, Names, keyset_page, translated
 
 UNIQUE = {"email": "email", "username": "username", "_id": "userId", "_id_": "userId"}
 
 
-def _doc(u: User) -> Doc:
-    return {
-        "_id": u.user_id,
-        "username": u.username,
-        "email": u.email,
-        "passwordHash": u.password_hash,
-        "role": u.role.value,
-        "blocked": u.blocked,
-        "createdAt": to_us(u.created_at),
-        "updatedAt": to_us(u.updated_at),
-    }
+NAMES = Names("user_id")
 
 
 def _user(d: Doc) -> User:
-    return User(
-        user_id=d["_id"],
-        username=d["username"],
-        email=d["email"],
-        password_hash=d["passwordHash"],
-        role=Role(d["role"]),
-        blocked=d["blocked"],
-        created_at=from_us(d["createdAt"]),
-        updated_at=from_us(d["updatedAt"]),
-    )
+    return user_from(NAMES.of(d))
 
 
 class MongoUsers:
@@ -48,7 +29,7 @@ class MongoUsers:
 
     async def create(self, user: User) -> User:
         with translated("a user", UNIQUE):
-            await self._c.insert_one(_doc(user))
+            await self._c.insert_one(NAMES.doc(user_record(user)))
         return user
 
     async def _get_by(self, field: str, value: str) -> User:
@@ -68,11 +49,7 @@ class MongoUsers:
         return await self._get_by("username", username)
 
     async def list(self, flt: UserFilter, page: PageRequest) -> Page[User]:
-        query: Doc = {}
-        if flt.blocked is not None:
-            query["blocked"] = flt.blocked
-        if flt.role is not None:
-            query["role"] = flt.role.value
+        query = NAMES.doc(user_matches(flt))
         if flt.email_prefix:
             # a range, not a regex: exact for any unicode prefix and served by the email index
             query["email"] = {"$gte": flt.email_prefix, "$lt": flt.email_prefix + "\U0010ffff"}

@@ -3,25 +3,14 @@
 from __future__ import annotations
 
 import sqlite3
-from typing import Any
 
-from server.core.errors import AlreadyExists
 from server.core.model import ActivityEntry
 from server.ports.store import ActivityFilter, Page, PageRequest
-from server.store.codec import dump_json, from_us, load_details, to_us
-from server.store.sqlite.common import Row, keyset_page
+from server.store.codec import entry_from, entry_matches, entry_record, to_us
+from server.store.sqlite.common import already_exists, equal_where, insert_sql, keyset_page
 from server.store.sqlite.db import Database, IntegrityViolation
 
-
-def _entry(row: Row) -> ActivityEntry:
-    return ActivityEntry(
-        entry_id=row["entry_id"],
-        time=from_us(row["time"]),
-        actor=row["actor"],
-        action=row["action"],
-        target=row["target"],
-        details=load_details(row["details"]),
-    )
+_UNIQUE = {"activity.entry_id": "entryId"}
 
 
 class SqliteActivity:
@@ -29,26 +18,14 @@ class SqliteActivity:
         self._db = db
 
     async def append(self, entry: ActivityEntry) -> None:
-        params = (
-            entry.entry_id,
-            to_us(entry.time),
-            entry.actor,
-            entry.action,
-            entry.target,
-            dump_json(entry.details),
-        )
+        sql, params = insert_sql("activity", entry_record(entry))
         try:
-            await self._db.write(lambda c: c.execute("INSERT INTO activity VALUES (?, ?, ?, ?, ?, ?)", params))
-        except IntegrityViolation:
-            raise AlreadyExists("an activity entry with this id exists", field="entryId") from None
+            await self._db.write(lambda c: c.execute(sql, params))
+        except IntegrityViolation as exc:
+            raise already_exists(exc, _UNIQUE, "an activity entry") from None
 
     async def list(self, flt: ActivityFilter, page: PageRequest) -> Page[ActivityEntry]:
-        where: list[str] = []
-        params: list[Any] = []
-        for column, value in (("actor", flt.actor), ("target", flt.target), ("action", flt.action)):
-            if value is not None:
-                where.append(f"{column} = ?")
-                params.append(value)
+        where, params = equal_where(entry_matches(flt))
         if flt.since is not None:
             where.append("time >= ?")
             params.append(to_us(flt.since))
@@ -67,7 +44,7 @@ class SqliteActivity:
                 params=params,
                 page=page,
                 descending=True,
-                to_item=_entry,
+                to_item=entry_from,
             )
 
         return await self._db.read(run)

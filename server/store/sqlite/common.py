@@ -1,4 +1,5 @@
-"""Helpers the SQLite aggregate modules share: keyset pages and unique-violation mapping."""
+"""Helpers the SQLite aggregate modules share: rows from records, keyset pages, unique-violation
+mapping."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ from typing import Any, TypeVar
 
 from server.core.errors import AlreadyExists
 from server.ports.store import Page, PageRequest
-from server.store.codec import decode_token, encode_token
+from server.store import codec
+from server.store.codec import Record, cut_page, decode_token
 from server.store.sqlite.db import IntegrityViolation
 
 T = TypeVar("T")
@@ -17,10 +19,19 @@ Row = sqlite3.Row
 
 def already_exists(exc: IntegrityViolation, fields: dict[str, str], what: str) -> AlreadyExists:
     """Map "UNIQUE constraint failed: users.email" (or an index name) to AlreadyExists."""
-    for marker, field in fields.items():
-        if marker in exc.message:
-            return AlreadyExists(f"{what} with this {field} already exists", field=field)
-    return AlreadyExists(f"{what} already exists")
+    return codec.already_exists(what, fields, lambda marker: marker in exc.message)
+
+
+def insert_sql(table: str, record: Record) -> tuple[str, tuple[Any, ...]]:
+    """INSERT of one record, the columns named (so the table's column order does not matter)."""
+    columns = ", ".join(record)
+    marks = ", ".join("?" * len(record))
+    return f"INSERT INTO {table} ({columns}) VALUES ({marks})", tuple(record.values())  # noqa: S608 - codec's names
+
+
+def equal_where(conditions: Record) -> tuple[list[str], list[Any]]:
+    """WHERE clauses and parameters for column = value conditions (codec's *_matches)."""
+    return [f"{column} = ?" for column in conditions], list(conditions.values())
 
 
 def keyset_page(
@@ -53,11 +64,7 @@ def keyset_page(
     sql += f" ORDER BY {sort_col} {direction}, {id_col} {direction} LIMIT ?"
     args.append(limit + 1)
     rows = conn.execute(sql, args).fetchall()
-    token = ""
-    if len(rows) > limit:
-        rows = rows[:limit]
-        token = encode_token(kind, rows[-1][sort_col], rows[-1][id_col])
-    return Page([to_item(r) for r in rows], token)
+    return cut_page(kind, rows, limit, lambda r: (r[sort_col], r[id_col]), to_item)
 
 
 def fetch_one(conn: sqlite3.Connection, sql: str, params: Sequence[Any]) -> Row | None:

@@ -12,68 +12,40 @@ from typing import Any
 from server.core.errors import NotFound
 from server.core.model import Device, DeviceHealth, Heartbeat, LedState
 from server.ports.store import DeviceFilter, DeviceSummary, Page, PageRequest
-from server.store.codec import dump_json, from_us, opt_from_us, opt_to_us, to_us
-from server.store.sqlite.common import Row, already_exists, fetch_one, keyset_page
+from server.store.codec import (
+    device_from,
+    device_matches,
+    device_record,
+    dump_json,
+    health_from,
+    health_record,
+    heartbeat_health,
+    to_us,
+)
+from server.store.sqlite.common import Row, already_exists, equal_where, fetch_one, insert_sql, keyset_page
 from server.store.sqlite.db import Database, IntegrityViolation
 
 _UNIQUE = {"devices.device_id": "deviceId"}
 
-_COLUMNS = (
-    "device_id, owner_id, name, platform, firmware_version, led, online, last_seen, "
-    "presence_at, health, blocked, broker_username, credential_hash, created_at, updated_at"
-)
-
 
 def health_json(health: DeviceHealth | None) -> str | None:
-    if health is None:
-        return None
-    return dump_json(
-        {
-            "heap": health.heap,
-            "uptime": health.uptime,
-            "rssi": health.rssi,
-            "extra": health.extra,
-            "reportedAt": to_us(health.reported_at),
-        }
-    )
+    return None if health is None else dump_json(health_record(health))
 
 
-def health_from_json(text: str | None) -> DeviceHealth | None:
+def _health(text: str | None) -> DeviceHealth | None:
     if text is None:
         return None
     h = json.loads(text)
-    return DeviceHealth(
-        heap=h["heap"],
-        uptime=h["uptime"],
-        rssi=h["rssi"],
-        extra=h["extra"],
-        reported_at=from_us(h["reportedAt"]),
-    )
+    return health_from(h, h["extra"])  # the extra map is inline in this one JSON text
 
 
 def _device(row: Row) -> Device:
-    return Device(
-        device_id=row["device_id"],
-        owner_id=row["owner_id"],
-        name=row["name"],
-        platform=row["platform"],
-        firmware_version=row["firmware_version"],
-        led=LedState(row["led"]),
-        online=bool(row["online"]),
-        last_seen=opt_from_us(row["last_seen"]),
-        health=health_from_json(row["health"]),
-        blocked=bool(row["blocked"]),
-        broker_username=row["broker_username"],
-        credential_hash=row["credential_hash"],
-        created_at=from_us(row["created_at"]),
-        updated_at=from_us(row["updated_at"]),
-    )
+    return device_from(row, _health(row["health"]))
 
 
 def _heartbeat_params(hb: Heartbeat) -> tuple[Any, ...]:
     at = to_us(hb.at)
-    health = DeviceHealth(hb.heap, hb.uptime, hb.rssi, hb.extra, hb.at)
-    return (at, health_json(health), hb.firmware_version, at, hb.device_id, at)
+    return (at, health_json(heartbeat_health(hb)), hb.firmware_version, at, hb.device_id, at)
 
 
 # Newer-wins: a heartbeat older than last_seen changes nothing, and one older than the last
@@ -93,24 +65,7 @@ class SqliteDevices:
         self._db = db
 
     async def create(self, device: Device) -> Device:
-        params = (
-            device.device_id,
-            device.owner_id,
-            device.name,
-            device.platform,
-            device.firmware_version,
-            device.led.value,
-            int(device.online),
-            opt_to_us(device.last_seen),
-            None,
-            health_json(device.health),
-            int(device.blocked),
-            device.broker_username,
-            device.credential_hash,
-            to_us(device.created_at),
-            to_us(device.updated_at),
-        )
-        sql = f"INSERT INTO devices ({_COLUMNS}) VALUES ({', '.join('?' * len(params))})"  # noqa: S608
+        sql, params = insert_sql("devices", device_record(device, health_json(device.health)))
         try:
             await self._db.write(lambda c: c.execute(sql, params))
         except IntegrityViolation as exc:
@@ -129,20 +84,7 @@ class SqliteDevices:
             raise NotFound("device not found")
 
     async def list(self, flt: DeviceFilter, page: PageRequest) -> Page[Device]:
-        where: list[str] = []
-        params: list[Any] = []
-        for column, value in (
-            ("owner_id", flt.owner_id),
-            ("firmware_version", flt.firmware_version),
-            ("platform", flt.platform),
-        ):
-            if value is not None:
-                where.append(f"{column} = ?")
-                params.append(value)
-        for column, flag in (("online", flt.online), ("blocked", flt.blocked)):
-            if flag is not None:
-                where.append(f"{column} = ?")
-                params.append(int(flag))
+        where, params = equal_where(device_matches(flt))
 
         def run(c: sqlite3.Connection) -> Page[Device]:
             return keyset_page(

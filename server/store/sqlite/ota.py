@@ -17,46 +17,23 @@ from server.ports.store import (
     PageRequest,
     RolloutFilter,
 )
-from server.store.codec import from_us, to_us
-from server.store.sqlite.common import Row, already_exists, fetch_one, keyset_page
+from server.store.codec import (
+    job_from,
+    job_matches,
+    job_record,
+    rollout_from,
+    rollout_matches,
+    rollout_record,
+    status_conflict,
+    to_us,
+)
+from server.store.sqlite.common import Row, already_exists, equal_where, fetch_one, insert_sql, keyset_page
 from server.store.sqlite.db import Database, IntegrityViolation
 
 _JOB_UNIQUE = {"ota_jobs_one_active": "activeJob", "ota_jobs.device_id": "activeJob",
                "ota_jobs.job_id": "jobId"}  # fmt: skip
 _ROLLOUT_UNIQUE = {"rollouts_one_active": "activeRollout", "rollouts.platform": "activeRollout",
                    "rollouts.rollout_id": "rolloutId"}  # fmt: skip
-
-
-def _job(row: Row) -> OtaJob:
-    return OtaJob(
-        job_id=row["job_id"],
-        device_id=row["device_id"],
-        owner_id=row["owner_id"],
-        platform=row["platform"],
-        from_version=row["from_version"],
-        to_version=row["to_version"],
-        status=OtaJobStatus(row["status"]),
-        progress=row["progress"],
-        error=row["error"],
-        rollout_id=row["rollout_id"],
-        created_at=from_us(row["created_at"]),
-        updated_at=from_us(row["updated_at"]),
-    )
-
-
-def _rollout(row: Row) -> Rollout:
-    return Rollout(
-        rollout_id=row["rollout_id"],
-        platform=row["platform"],
-        version=row["version"],
-        status=RolloutStatus(row["status"]),
-        created_by=row["created_by"],
-        batch_size=row["batch_size"],
-        max_failure_ratio=row["max_failure_ratio"],
-        created_at=from_us(row["created_at"]),
-        updated_at=from_us(row["updated_at"]),
-        from_version=row["from_version"],
-    )
 
 
 def _placeholders(n: int) -> str:
@@ -74,8 +51,9 @@ def _cas(
     params: Sequence[Any],
 ) -> Row:
     """UPDATE ... WHERE id = ? AND status IN (expected) RETURNING *, or Conflict/NotFound."""
+    what = "OTA job" if table == "ota_jobs" else "rollout"
     if not expected:
-        raise Conflict(f"{table[:-1]} is not in an expected state")
+        raise Conflict(f"{what} is not in an expected state")
     sql = (
         f"UPDATE {table} SET {assignments} "  # noqa: S608 - constant identifiers
         f"WHERE {id_col} = ? AND status IN ({_placeholders(len(expected))}) RETURNING *"
@@ -84,10 +62,9 @@ def _cas(
     if row is not None:
         return row
     current = fetch_one(c, f"SELECT status FROM {table} WHERE {id_col} = ?", (item_id,))  # noqa: S608
-    what = "OTA job" if table == "ota_jobs" else "rollout"
     if current is None:
         raise NotFound(f"{what} not found")
-    raise Conflict(f"{what} is {current['status']}, not {' or '.join(sorted(expected))}")
+    raise status_conflict(what, current["status"], expected)
 
 
 class SqliteOtaJobs:
@@ -95,21 +72,7 @@ class SqliteOtaJobs:
         self._db = db
 
     async def create(self, job: OtaJob) -> OtaJob:
-        params = (
-            job.job_id,
-            job.device_id,
-            job.owner_id,
-            job.platform,
-            job.from_version,
-            job.to_version,
-            job.status.value,
-            job.progress,
-            job.error,
-            job.rollout_id,
-            to_us(job.created_at),
-            to_us(job.updated_at),
-        )
-        sql = f"INSERT INTO ota_jobs VALUES ({_placeholders(len(params))})"  # noqa: S608
+        sql, params = insert_sql("ota_jobs", job_record(job))
         try:
             await self._db.write(lambda c: c.execute(sql, params))
         except IntegrityViolation as exc:
@@ -120,20 +83,10 @@ class SqliteOtaJobs:
         row = await self._db.read(lambda c: fetch_one(c, "SELECT * FROM ota_jobs WHERE job_id = ?", (job_id,)))
         if row is None:
             raise NotFound("OTA job not found")
-        return _job(row)
+        return job_from(row)
 
     async def list(self, flt: OtaJobFilter, page: PageRequest) -> Page[OtaJob]:
-        where: list[str] = []
-        params: list[Any] = []
-        for column, value in (
-            ("device_id", flt.device_id),
-            ("status", flt.status.value if flt.status is not None else None),
-            ("rollout_id", flt.rollout_id),
-            ("owner_id", flt.owner_id),
-        ):
-            if value is not None:
-                where.append(f"{column} = ?")
-                params.append(value)
+        where, params = equal_where(job_matches(flt))
 
         def run(c: sqlite3.Connection) -> Page[OtaJob]:
             return keyset_page(
@@ -146,7 +99,7 @@ class SqliteOtaJobs:
                 params=params,
                 page=page,
                 descending=True,
-                to_item=_job,
+                to_item=job_from,
             )
 
         return await self._db.read(run)
@@ -177,7 +130,7 @@ class SqliteOtaJobs:
             )
         except IntegrityViolation as exc:  # back to an active status beside another active job
             raise already_exists(exc, _JOB_UNIQUE, "an OTA job") from None
-        return _job(row)
+        return job_from(row)
 
     async def active_for_device(self, device_id: str) -> OtaJob | None:
         row = await self._db.read(
@@ -189,7 +142,7 @@ class SqliteOtaJobs:
                 (device_id,),
             )
         )
-        return None if row is None else _job(row)
+        return None if row is None else job_from(row)
 
     async def latest_for_devices(self, device_ids: Sequence[str]) -> dict[str, OtaJob]:
         if len(device_ids) > MAX_IDS_PER_CALL:
@@ -203,7 +156,7 @@ class SqliteOtaJobs:
                     (device_id,),
                 ).fetchone()
                 if row is not None:
-                    found[device_id] = _job(row)
+                    found[device_id] = job_from(row)
             return found
 
         return await self._db.read(run)
@@ -216,7 +169,7 @@ class SqliteOtaJobs:
                 (to_us(cutoff), max(limit, 0)),
             ).fetchall()
         )
-        return [_job(r) for r in rows]
+        return [job_from(r) for r in rows]
 
     async def counts_by_status(self, rollout_id: str) -> dict[OtaJobStatus, int]:
         rows = await self._db.read(
@@ -236,19 +189,7 @@ class SqliteRollouts:
         self._db = db
 
     async def create(self, rollout: Rollout) -> Rollout:
-        params = (
-            rollout.rollout_id,
-            rollout.platform,
-            rollout.version,
-            rollout.status.value,
-            rollout.created_by,
-            rollout.batch_size,
-            rollout.max_failure_ratio,
-            to_us(rollout.created_at),
-            to_us(rollout.updated_at),
-            rollout.from_version,  # added by migration 2, so last in the table
-        )
-        sql = f"INSERT INTO rollouts VALUES ({_placeholders(len(params))})"  # noqa: S608
+        sql, params = insert_sql("rollouts", rollout_record(rollout))
         try:
             await self._db.write(lambda c: c.execute(sql, params))
         except IntegrityViolation as exc:
@@ -259,17 +200,10 @@ class SqliteRollouts:
         row = await self._db.read(lambda c: fetch_one(c, "SELECT * FROM rollouts WHERE rollout_id = ?", (rollout_id,)))
         if row is None:
             raise NotFound("rollout not found")
-        return _rollout(row)
+        return rollout_from(row)
 
     async def list(self, flt: RolloutFilter, page: PageRequest) -> Page[Rollout]:
-        where: list[str] = []
-        params: list[Any] = []
-        if flt.status is not None:
-            where.append("status = ?")
-            params.append(flt.status.value)
-        if flt.platform is not None:
-            where.append("platform = ?")
-            params.append(flt.platform)
+        where, params = equal_where(rollout_matches(flt))
 
         def run(c: sqlite3.Connection) -> Page[Rollout]:
             return keyset_page(
@@ -282,7 +216,7 @@ class SqliteRollouts:
                 params=params,
                 page=page,
                 descending=True,
-                to_item=_rollout,
+                to_item=rollout_from,
             )
 
         return await self._db.read(run)
@@ -309,4 +243,4 @@ class SqliteRollouts:
             )
         except IntegrityViolation as exc:
             raise already_exists(exc, _ROLLOUT_UNIQUE, "a rollout") from None
-        return _rollout(row)
+        return rollout_from(row)

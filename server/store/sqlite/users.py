@@ -9,24 +9,11 @@ from typing import Any
 from server.core.errors import NotFound
 from server.core.model import Role, User
 from server.ports.store import Page, PageRequest, UserFilter
-from server.store.codec import from_us, to_us
-from server.store.sqlite.common import Row, already_exists, fetch_one, keyset_page
+from server.store.codec import to_us, user_from, user_matches, user_record
+from server.store.sqlite.common import already_exists, equal_where, fetch_one, insert_sql, keyset_page
 from server.store.sqlite.db import Database, IntegrityViolation
 
 _UNIQUE = {"users.email": "email", "users.username": "username", "users.user_id": "userId"}
-
-
-def _user(row: Row) -> User:
-    return User(
-        user_id=row["user_id"],
-        username=row["username"],
-        email=row["email"],
-        password_hash=row["password_hash"],
-        role=Role(row["role"]),
-        blocked=bool(row["blocked"]),
-        created_at=from_us(row["created_at"]),
-        updated_at=from_us(row["updated_at"]),
-    )
 
 
 class SqliteUsers:
@@ -34,18 +21,9 @@ class SqliteUsers:
         self._db = db
 
     async def create(self, user: User) -> User:
-        params = (
-            user.user_id,
-            user.username,
-            user.email,
-            user.password_hash,
-            user.role.value,
-            int(user.blocked),
-            to_us(user.created_at),
-            to_us(user.updated_at),
-        )
+        sql, params = insert_sql("users", user_record(user))
         try:
-            await self._db.write(lambda c: c.execute("INSERT INTO users VALUES (?, ?, ?, ?, ?, ?, ?, ?)", params))
+            await self._db.write(lambda c: c.execute(sql, params))
         except IntegrityViolation as exc:
             raise already_exists(exc, _UNIQUE, "a user") from None
         return user
@@ -55,7 +33,7 @@ class SqliteUsers:
         row = await self._db.read(lambda c: fetch_one(c, sql, (value,)))
         if row is None:
             raise NotFound("user not found")
-        return _user(row)
+        return user_from(row)
 
     async def get(self, user_id: str) -> User:
         return await self._get_by("user_id", user_id)
@@ -67,14 +45,7 @@ class SqliteUsers:
         return await self._get_by("username", username)
 
     async def list(self, flt: UserFilter, page: PageRequest) -> Page[User]:
-        where: list[str] = []
-        params: list[Any] = []
-        if flt.blocked is not None:
-            where.append("blocked = ?")
-            params.append(int(flt.blocked))
-        if flt.role is not None:
-            where.append("role = ?")
-            params.append(flt.role.value)
+        where, params = equal_where(user_matches(flt))
         if flt.email_prefix:
             where.append("substr(email, 1, ?) = ?")
             params += [len(flt.email_prefix), flt.email_prefix]
@@ -90,7 +61,7 @@ class SqliteUsers:
                 params=params,
                 page=page,
                 descending=False,
-                to_item=_user,
+                to_item=user_from,
             )
 
         return await self._db.read(run)
@@ -101,7 +72,7 @@ class SqliteUsers:
         row = await self._db.write(lambda c: fetch_one(c, sql, (*params, user_id)))
         if row is None:
             raise NotFound("user not found")
-        return _user(row)
+        return user_from(row)
 
     async def set_blocked(self, user_id: str, blocked: bool, at: datetime) -> User:
         return await self._update(user_id, "blocked = ?, updated_at = ?", (int(blocked), to_us(at)))

@@ -12,13 +12,15 @@ from hypothesis import strategies as st
 
 from server.core.activity import ActivityLog
 from server.core.caller import Caller
-from server.core.devices import Devices
+from server.core.device_changes import DeviceChanges
 from server.core.errors import NotFound, PermissionDenied
 from server.core.fleet_events import DeviceEventHub
+from server.core.inbound import DeviceInbound
 from server.core.model import Device, LedState, Role
+from server.core.registry import DeviceRegistry
 from server.ports.broker import HealthReport, StatusReport
 from server.ports.clock import SystemClock
-from server.store.factory import open_store
+from tests.support.stores import sqlite_store
 
 IDS = ["known", "blocked", "ghost"]
 scalars = st.one_of(
@@ -44,10 +46,12 @@ event = st.tuples(st.sampled_from(IDS), st.one_of(health, status, st.booleans())
 
 
 async def run(events: list[tuple[str, Any]], data_dir: Path) -> None:
-    store = await open_store(None, data_dir)
-    try:
+    async with sqlite_store(data_dir) as store:
         clock = SystemClock()
-        devices = Devices(store.devices, ActivityLog(store.activity, clock), clock, DeviceEventHub())
+        activity = ActivityLog(store.activity, clock)
+        changes = DeviceChanges(activity, clock, DeviceEventHub())
+        registry = DeviceRegistry(store.devices, activity, clock, changes)
+        devices = DeviceInbound(store.devices, clock, changes)
         now = clock.now()
         for device_id in ("known", "blocked"):
             await store.devices.create(
@@ -66,13 +70,11 @@ async def run(events: list[tuple[str, Any]], data_dir: Path) -> None:
                 assert device_id == "ghost"
             except PermissionDenied:
                 assert device_id == "blocked"
-        known = await devices.get(Caller("u1", Role.USER), "known")
+        known = await registry.get(Caller("u1", Role.USER), "known")
         last_health = [r for i, r in events if i == "known" and isinstance(r, HealthReport)]
         if last_health:
             assert known.firmware_version == last_health[-1].firmware_version
             assert known.health is not None and known.health.heap == last_health[-1].heap
-    finally:
-        await store.close()
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -91,11 +91,10 @@ async def bridge(broker: BrokerUnderTest, handler: RecordingHandler) -> AsyncIte
         broker.url,
         broker.backend_user,
         broker.backend_password,
-        handler,
         share_group=new_id("grp"),
         publish_timeout=2.0,
         connect_timeout=3.0,
     )
-    assert await b.start()
+    assert await b.start(handler)
     yield b
     await b.stop()

@@ -129,8 +129,8 @@ async def test_unknown_blocked_and_failing_devices_are_counted_drops(
 
 
 async def test_publish_without_broker_raises_unavailable_quickly() -> None:
-    b = MqttBridge(f"mqtt://127.0.0.1:{free_port()}", "backend", "pw", RecordingHandler(), connect_timeout=0.5)
-    assert not await b.start(wait=0.3)
+    b = MqttBridge(f"mqtt://127.0.0.1:{free_port()}", "backend", "pw", connect_timeout=0.5)
+    assert not await b.start(RecordingHandler(), wait=0.3)
     started = time.monotonic()
     with pytest.raises(Unavailable):
         await b.publish_command("dev-1", {"cmd": "led"})
@@ -154,12 +154,11 @@ async def test_bridge_survives_a_broker_restart(
         own_broker.url,
         own_broker.backend_user,
         own_broker.backend_password,
-        handler,
         backoff_initial=0.1,
         backoff_max=0.5,
         publish_timeout=1.0,
     )
-    assert await bridge.start()
+    assert await bridge.start(handler)
     try:
         dev, d = await device(own_broker, own_admin, devices)
         await d.publish(f"devices/{dev}/health", HEALTH)
@@ -195,10 +194,10 @@ async def test_two_bridges_in_one_share_group_split_the_traffic(
     group = new_id("grp")
     handlers = [RecordingHandler(), RecordingHandler()]
     bridges = [
-        MqttBridge(broker.url, broker.backend_user, broker.backend_password, h, share_group=group) for h in handlers
+        MqttBridge(broker.url, broker.backend_user, broker.backend_password, share_group=group) for _ in handlers
     ]
-    for b in bridges:
-        assert await b.start()
+    for b, h in zip(bridges, handlers, strict=True):
+        assert await b.start(h)
     try:
         dev, d = await device(broker, admin, devices)
         n = 40
