@@ -7,6 +7,7 @@ tests pass their own. Every problem is reported at once, with the variable's nam
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import secrets
 from collections.abc import Mapping
@@ -19,6 +20,10 @@ KNOWN_DEFAULT_SECRETS = frozenset(
     {"", "supersecret", "secret", "changeme", "change-me", "jwt_secret", "your-secret", "dev"}
 )
 MQTT_SCHEMES = ("mqtt", "mqtts", "tcp", "ssl", "ws", "wss")
+# Envoy, as `make run` starts it, reaches the gRPC server over loopback.
+DEFAULT_TRUSTED_PROXIES = "127.0.0.0/8,::1"
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 class SettingsError(ValueError):
@@ -70,6 +75,8 @@ class Settings:
     admin_password: str = field(default="", repr=False)
     admin_username: str = "admin"
     metrics_port: int = 0
+    # Peers whose X-Forwarded-For names the client (the REST front); anyone else's is ignored.
+    trusted_proxies: tuple[IPNetwork, ...] = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1"))
     shutdown_grace_seconds: float = 10.0
     log_level: str = "INFO"
 
@@ -177,6 +184,7 @@ class Settings:
             admin_password=admin_password,
             admin_username=text("ADMIN_USERNAME", "admin") or "admin",
             metrics_port=port("METRICS_PORT", 0),
+            trusted_proxies=_trusted_proxies(env, problems),
             shutdown_grace_seconds=number("SHUTDOWN_GRACE_SECONDS", 10.0, 0, 600, float),
             log_level=(text("LOG_LEVEL", "INFO") or "INFO").upper(),
         )
@@ -185,6 +193,22 @@ class Settings:
         if problems:
             raise SettingsError("invalid configuration:\n  - " + "\n  - ".join(problems))
         return settings
+
+
+def _trusted_proxies(env: Mapping[str, str], problems: list[str]) -> tuple[IPNetwork, ...]:
+    """TRUSTED_PROXIES: comma-separated addresses or CIDR blocks, or `none`."""
+    raw = env.get("TRUSTED_PROXIES", DEFAULT_TRUSTED_PROXIES).strip() or DEFAULT_TRUSTED_PROXIES
+    if raw.lower() == "none":
+        return ()
+    networks: list[IPNetwork] = []
+    for item in (part.strip() for part in raw.split(",")):
+        if not item:
+            continue
+        try:
+            networks.append(ipaddress.ip_network(item, strict=False))
+        except ValueError:
+            problems.append(f"TRUSTED_PROXIES entry {item!r} is not an IP address or CIDR block")
+    return tuple(networks)
 
 
 def _firmware_settings(env: Mapping[str, str], problems: list[str]) -> tuple[str, str, str]:

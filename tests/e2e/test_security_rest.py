@@ -7,6 +7,8 @@ import asyncio
 import json
 import select
 import socket
+import urllib.error
+import urllib.request
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -205,3 +207,47 @@ async def test_guesses_from_many_addresses_do_not_lock_out_a_known_address(front
     assert await front.grpc_login("pavel@example.com", PASSWORD, "192.0.2.99") == grpc.StatusCode.RESOURCE_EXHAUSTED
     # ...while the owner's own address is never locked out by others' failures.
     assert await front.grpc_login("pavel@example.com", PASSWORD, "198.51.100.30") == grpc.StatusCode.OK
+
+
+# --- item 4: X-Forwarded-For is believed only from the configured front ------------------------
+
+
+def spray_rest(base: str, count: int) -> list[int]:
+    """Wrong logins for `count` different accounts, each claiming a new X-Forwarded-For."""
+    statuses = []
+    for i in range(count):
+        request = urllib.request.Request(
+            base + "/api/auth/login",
+            data=json.dumps({"email": f"victim{i}@example.com", "password": "wrong guess"}).encode(),
+            method="POST",
+            headers={"content-type": "application/json", "x-forwarded-for": f"198.18.{i // 250}.{i % 250 + 1}"},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                statuses.append(response.status)
+        except urllib.error.HTTPError as exc:
+            with exc:
+                statuses.append(exc.code)
+    return statuses
+
+
+async def test_a_direct_grpc_caller_cannot_claim_another_address(tmp_path: Path) -> None:
+    # The front is elsewhere (192.0.2.1): this test's loopback connection is an ordinary client.
+    plane = ControlPlane(make_settings(tmp_path, JWT_SECRET=JWT_SECRET, TRUSTED_PROXIES="192.0.2.1"))
+    async with running_plane(plane):
+        front = Front("", "127.0.0.1", 0, plane.port, plane)
+        codes = [
+            await front.grpc_login(f"victim{i}@example.com", "wrong guess", f"198.18.0.{i + 1}") for i in range(23)
+        ]
+    # Password spraying from one address is throttled after 20, whatever addresses it claims.
+    assert codes[:20] == [grpc.StatusCode.UNAUTHENTICATED] * 20
+    assert codes[-1] == grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+async def test_a_rest_client_cannot_claim_another_address_through_envoy(tmp_path: Path) -> None:
+    plane = ControlPlane(make_settings(tmp_path, JWT_SECRET=JWT_SECRET))
+    async with running_plane(plane):
+        with running_gateway(plane.port, tmp_path / "envoy") as gateway:
+            statuses = await asyncio.to_thread(spray_rest, f"http://127.0.0.1:{gateway.port}", 23)
+    # Envoy appends the real peer; the server believes only that last hop.
+    assert statuses[:20] == [401] * 20 and statuses[-1] == 429

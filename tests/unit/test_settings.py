@@ -52,3 +52,13 @@ def test_offline_timeout_defaults_to_three_heartbeats() -> None:
 def test_secrets_stay_out_of_repr() -> None:
     s = Settings.from_env({"JWT_SECRET": "very-secret-value", "MQTT_PASS": "broker-pass"})
     assert "very-secret-value" not in repr(s) and "broker-pass" not in repr(s)
+
+
+def test_trusted_proxies_default_to_loopback_and_parse_addresses_and_blocks() -> None:
+    default = Settings.from_env({}).trusted_proxies
+    assert [str(n) for n in default] == ["127.0.0.0/8", "::1/128"]
+    custom = Settings.from_env({"TRUSTED_PROXIES": "10.0.0.0/8, 192.0.2.7 ,fd00::/8"}).trusted_proxies
+    assert [str(n) for n in custom] == ["10.0.0.0/8", "192.0.2.7/32", "fd00::/8"]
+    assert Settings.from_env({"TRUSTED_PROXIES": "none"}).trusted_proxies == ()
+    with pytest.raises(SettingsError, match="TRUSTED_PROXIES entry 'envoy'"):
+        Settings.from_env({"TRUSTED_PROXIES": "127.0.0.1,envoy"})
