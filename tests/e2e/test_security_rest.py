@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import select
 import socket
+import subprocess
+import sys
 import urllib.error
 import urllib.request
 from collections.abc import AsyncIterator
@@ -251,3 +254,31 @@ async def test_a_rest_client_cannot_claim_another_address_through_envoy(tmp_path
             statuses = await asyncio.to_thread(spray_rest, f"http://127.0.0.1:{gateway.port}", 23)
     # Envoy appends the real peer; the server believes only that last hop.
     assert statuses[:20] == [401] * 20 and statuses[-1] == 429
+
+
+# --- item 11: production refuses a guessable JWT_SECRET --------------------------------------
+
+
+def test_the_server_refuses_to_start_in_production_with_a_low_entropy_secret(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k not in ("JWT_SECRET", "ENV", "NODE_ENV")}
+    env.update(ENV="production", DATA_DIR=str(tmp_path), GRPC_HOST="127.0.0.1", GRPC_PORT="0")
+    for weak in ("a" * 32, "ab" * 20, "abcdefghijklmnopqrstuvwxyz0123456789"):
+        result = subprocess.run(
+            [sys.executable, "-m", "server"],
+            env=dict(env, JWT_SECRET=weak),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert result.returncode == 2, result.stderr
+        assert "JWT_SECRET is too predictable" in result.stderr and weak not in result.stderr
+    strong = subprocess.run(
+        [sys.executable, "-m", "server", "check-config"],
+        env=dict(env, JWT_SECRET="q8Vt3mZpL0xR7cWn2bJy5kHd9sFg4aTe"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert strong.returncode == 0, strong.stderr
