@@ -264,7 +264,7 @@ class ControlPlane:
             await self._close_adapters()
             raise
         server = grpc.aio.server(
-            interceptors=(CallInterceptor(authorizer),),
+            interceptors=(CallInterceptor(authorizer, self.settings.trusted_proxies),),
             options=(
                 ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
                 ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
