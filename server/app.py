@@ -32,6 +32,7 @@ from server.auth.tokens import Tokens
 from server.core.activity import ActivityLog
 from server.core.dashboard import Dashboard
 from server.core.device_changes import DeviceChanges
+from server.core.errors import DomainError
 from server.core.fleet_events import DeviceEventHub
 from server.core.heartbeats import HeartbeatWriter
 from server.core.inbound import DeviceInbound
@@ -231,8 +232,8 @@ class ControlPlane:
         self.inbound = inbound = DeviceInbound(
             store.devices, self.clock, changes, heartbeats=self.heartbeat_writer, commands=led, ota=ota
         )
-        if self.bridge is not None:
-            await self.bridge.start(inbound, wait=MQTT_START_WAIT_SECONDS)
+        if self.bridge is not None and await self.bridge.start(inbound, wait=MQTT_START_WAIT_SECONDS):
+            await self._bind_device_client_ids()
         await ota.start()
         self.sweeper = OfflineSweeper(
             store.devices,
@@ -244,6 +245,18 @@ class ControlPlane:
         self.sweeper.start()
         return devices
 
+    async def _bind_device_client_ids(self) -> None:
+        """Accounts provisioned before device accounts were bound to their client ids get the
+        binding now. Best effort: a broker that refuses leaves them as they were, said in the log."""
+        assert self.broker_admin is not None
+        try:
+            bound = await self.broker_admin.bind_device_client_ids()
+        except DomainError as exc:
+            log.warning("device accounts not bound to their client ids: %s", exc)
+            return
+        if bound:
+            log.info("device accounts bound to their client ids", extra={"count": bound})
+
     async def start(self) -> int:
         try:
             servicers, authorizer = await self._build()
@@ -251,7 +264,7 @@ class ControlPlane:
             await self._close_adapters()
             raise
         server = grpc.aio.server(
-            interceptors=(CallInterceptor(authorizer),),
+            interceptors=(CallInterceptor(authorizer, self.settings.trusted_proxies),),
             options=(
                 ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
                 ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),

@@ -181,6 +181,8 @@ class SimulatedDevice:
             self.credentials.port,
             username=self.device_id,
             password=self.credentials.password,
+            # The broker binds a device account to client id == device id (the registration's
+            # clientId) and refuses it under any other.
             identifier=self.device_id,
             protocol=aiomqtt.ProtocolVersion.V5,
             will=will,

@@ -128,7 +128,9 @@ def device(d: Device, ota_status: OtaJobStatus | None = None) -> common_pb2.Devi
 
 
 def mqtt_credentials(c: IssuedCredentials) -> common_pb2.MqttCredentials:
-    return common_pb2.MqttCredentials(username=c.username, password=c.password, host=c.host, port=c.port, url=c.url)
+    return common_pb2.MqttCredentials(
+        username=c.username, password=c.password, host=c.host, port=c.port, url=c.url, client_id=c.client_id
+    )
 
 
 def ota_job(j: OtaJob) -> common_pb2.OtaJob:

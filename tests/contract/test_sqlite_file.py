@@ -15,6 +15,7 @@ from server.store.factory import open_store
 from server.store.sqlite import open_sqlite_store
 from server.store.sqlite.schema import MIGRATIONS, SCHEMA_VERSION
 from tests.support.factory import Factory
+from tests.support.stores import sqlite_store
 
 
 async def test_data_survives_a_restart_under_data_dir(tmp_path: pathlib.Path) -> None:
@@ -82,7 +83,6 @@ async def test_a_file_from_schema_version_1_is_migrated_and_its_rows_still_read(
 
 async def test_many_concurrent_callers_do_not_block_the_loop(tmp_path: pathlib.Path) -> None:
     f = Factory()
-    store = await open_sqlite_store(tmp_path / "control-plane.db")
     ticks = 0
     stop = asyncio.Event()
 
@@ -92,7 +92,7 @@ async def test_many_concurrent_callers_do_not_block_the_loop(tmp_path: pathlib.P
             ticks += 1
             await asyncio.sleep(0)
 
-    try:
+    async with sqlite_store(tmp_path) as store:
         task = asyncio.create_task(ticker())
         devices = [f.device() for _ in range(200)]
         await asyncio.gather(*(store.devices.create(d) for d in devices))
@@ -101,5 +101,3 @@ async def test_many_concurrent_callers_do_not_block_the_loop(tmp_path: pathlib.P
         await task
         assert all(len(p.items) == 200 for p in pages)
         assert ticks > 50  # the loop kept running while the threads worked
-    finally:
-        await store.close()

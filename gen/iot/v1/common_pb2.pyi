@@ -279,12 +279,17 @@ class MqttCredentials(_message.Message):
     HOST_FIELD_NUMBER: _builtins.int
     PORT_FIELD_NUMBER: _builtins.int
     URL_FIELD_NUMBER: _builtins.int
+    CLIENT_ID_FIELD_NUMBER: _builtins.int
     username: _builtins.str
     password: _builtins.str
     host: _builtins.str
     port: _builtins.int
     url: _builtins.str
     """e.g. "mqtt://broker.example:1883" """
+    client_id: _builtins.str
+    """The MQTT client id to connect with; the broker refuses this account under any other.
+    It is the device id.
+    """
     def __init__(
         self,
         *,
@@ -293,10 +298,11 @@ class MqttCredentials(_message.Message):
         host: _builtins.str = ...,
         port: _builtins.int = ...,
         url: _builtins.str = ...,
+        client_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["host", b"host", "password", b"password", "port", b"port", "url", b"url", "username", b"username"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["client_id", b"client_id", "host", b"host", "password", b"password", "port", b"port", "url", b"url", "username", b"username"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
