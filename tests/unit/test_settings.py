@@ -95,3 +95,10 @@ def test_trusted_proxies_default_to_loopback_and_parse_addresses_and_blocks() ->
     assert Settings.from_env({"TRUSTED_PROXIES": "none"}).trusted_proxies == ()
     with pytest.raises(SettingsError, match="TRUSTED_PROXIES entry 'envoy'"):
         Settings.from_env({"TRUSTED_PROXIES": "127.0.0.1,envoy"})
+
+
+def test_password_min_length_has_a_floor_of_eight() -> None:
+    # The README promises 8 as the floor: a weaker policy stops the server with the variable named.
+    with pytest.raises(SettingsError, match=r"PASSWORD_MIN_LENGTH.*\[8, 1024\]"):
+        Settings.from_env({"PASSWORD_MIN_LENGTH": "7"})
+    assert Settings.from_env({"PASSWORD_MIN_LENGTH": "8"}).password_min_length == 8
