@@ -101,3 +101,35 @@ async def test_many_concurrent_callers_do_not_block_the_loop(tmp_path: pathlib.P
         await task
         assert all(len(p.items) == 200 for p in pages)
         assert ticks > 50  # the loop kept running while the threads worked
+
+
+def _mode(path: pathlib.Path) -> int:
+    return path.stat().st_mode & 0o777
+
+
+async def test_the_database_and_its_wal_and_shm_are_owner_only(tmp_path: pathlib.Path) -> None:
+    data = tmp_path / "data"
+    store = await open_store(None, data)
+    try:
+        await store.users.create(Factory().user())  # a write, so the -wal and -shm files exist
+        files = [data / "control-plane.db", data / "control-plane.db-wal", data / "control-plane.db-shm"]
+        assert all(f.exists() for f in files)
+        assert {f.name: oct(_mode(f)) for f in files} == {f.name: "0o600" for f in files}
+        assert oct(_mode(data)) == "0o700"
+    finally:
+        await store.close()
+
+
+async def test_files_an_older_server_left_readable_are_tightened(tmp_path: pathlib.Path) -> None:
+    data = tmp_path / "data"
+    store = await open_store(None, data)
+    await store.close()
+    data.chmod(0o755)
+    for f in data.iterdir():
+        f.chmod(0o644)
+    reopened = await open_store(None, data)
+    try:
+        assert oct(_mode(data)) == "0o700"
+        assert {oct(_mode(f)) for f in data.iterdir() if f.name.startswith("control-plane.db")} == {"0o600"}
+    finally:
+        await reopened.close()
