@@ -42,7 +42,8 @@ from server.core.fleet_events import DeviceEventHub
 from server.core.heartbeats import HeartbeatWriter
 from server.core.ota import OtaEventHub, OtaJobs
 from server.core.ota_status import LatestOtaStatus
-from server.core.presence import OfflineSweeper
+from server.core.presence import OfflineSweeper, sweep_interval
+from server.core.presence_view import PresenceView
 from server.core.releases import Releases
 from server.core.rollouts import Rollouts, RolloutScheduler
 from server.core.users import Users
@@ -112,6 +113,13 @@ class ControlPlane:
         self.port = 0
         # The device side: present once built; the MQTT parts only when MQTT_URL is set.
         self.device_events = DeviceEventHub(on_drop=metrics.DEVICE_EVENTS_DROPPED.inc)
+        # Honest presence: follows the bridge's link (unknown until it first connects). Without
+        # MQTT nothing reports presence, and the store's "offline" is simply true.
+        self.presence = PresenceView(
+            self.clock,
+            settings.offline_after_seconds + sweep_interval(settings.offline_after_seconds),
+            tracking=bool(settings.mqtt_url),
+        )
         self.bridge: MqttBridge | None = None
         self.broker_admin: DynsecBrokerAdmin | None = None
         self.sweeper: OfflineSweeper | None = None
@@ -151,9 +159,9 @@ class ControlPlane:
         ota_status = LatestOtaStatus(store.ota_jobs)
         servicers: dict[str, Any] = {
             "iot.v1.AuthService": AuthServicer(users),
-            "iot.v1.AdminService": AdminServicer(users, activity, devices, ota_status),
-            "iot.v1.DeviceService": DeviceServicer(devices, ota_status),
-            "iot.v1.DashboardService": DashboardServicer(Dashboard(store, ota_status)),
+            "iot.v1.AdminService": AdminServicer(users, activity, devices, ota_status, self.presence),
+            "iot.v1.DeviceService": DeviceServicer(devices, ota_status, self.presence),
+            "iot.v1.DashboardService": DashboardServicer(Dashboard(store, ota_status, self.presence)),
             "iot.v1.OtaService": OtaServicer(self.ota),
             "iot.v1.ReleaseService": ReleaseServicer(Releases(catalog, activity, self.clock)),
             "iot.v1.RolloutService": RolloutServicer(rollouts),
@@ -294,7 +302,12 @@ class ControlPlane:
     # ---- health follows the MQTT link ------------------------------------------------------
 
     def _on_mqtt_link(self, up: bool) -> None:
-        """The bridge's callback, called in its task the moment the link goes up or down."""
+        """The bridge's callback, called in its task the moment the link goes up or down (before
+        any message of a new connection is handled, so re-learning starts from the right time)."""
+        if up:
+            self.presence.link_up()
+        else:
+            self.presence.link_down()
         self._link_changed.set()
 
     async def _sync_health(self, serving: bool | None) -> bool:
