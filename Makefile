@@ -19,14 +19,17 @@ help: ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
 
 $(STAMP): pyproject.toml
+	@echo "==> creating $(VENV) and installing the project with its dev tools (first run: a few minutes)"
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[dev]'
+	@echo "==> $(VENV) ready"
 	touch $@
 
 venv: $(STAMP) ## create the virtualenv and install the project with its dev tools
 
 $(LOAD_STAMP): loadtest/requirements.txt
+	@echo "==> creating $(LOAD_VENV) and installing Locust (loadtest/requirements.txt)"
 	test -x $(LOAD_VENV)/bin/python || $(PYTHON) -m venv $(LOAD_VENV)
 	$(LOAD_VENV)/bin/python -m pip install -q -r loadtest/requirements.txt
 	touch $@

@@ -17,6 +17,9 @@ API_PACKAGE = "iot.v1"
 
 ROOT = Path(__file__).resolve().parent.parent
 DESCRIPTOR = ROOT / "gen" / "iot_api.pb"
+# The OpenAPI document and its HTML reference, generated beside the descriptor (tools/openapi.py).
+OPENAPI_DIR = ROOT / "gen" / "openapi"
+FILTER_CONFIG = "type.googleapis.com/envoy.config.route.v3.FilterConfig"
 
 HCM = "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
 TRANSCODER = "type.googleapis.com/envoy.extensions.filters.http.grpc_json_transcoder.v3.GrpcJsonTranscoder"
@@ -42,6 +45,7 @@ class GatewayConfig:
     # MAX_METADATA_BYTES), so anything Envoy forwards reaches a handler and gets a real answer.
     max_request_headers_kb: int = 32
     max_connections: int = 50_000
+    openapi_dir: Path = OPENAPI_DIR
 
 
 # HTTP statuses Envoy answers by itself, and the gRPC code each corresponds to.
@@ -65,6 +69,46 @@ def streaming_methods() -> list[str]:
         for method in spec.descriptor.methods
         if method.server_streaming
     ]
+
+
+def _error_mapper(op: str, http: int, grpc: int, runtime_key: str) -> dict[str, Any]:
+    return {
+        "filter": {
+            "status_code_filter": {
+                "comparison": {"op": op, "value": {"default_value": http, "runtime_key": runtime_key}}
+            }
+        },
+        "body_format_override": {
+            "json_format": {"code": grpc, "message": "%LOCAL_REPLY_BODY%", "details": []},
+            "content_type": "application/json",
+        },
+    }
+
+
+def local_reply_mappers() -> list[dict[str, Any]]:
+    """Envoy's own error replies as the API's JSON, `code` the gRPC code the status stands for.
+
+    Any other error is UNKNOWN (2). Not a top-level body_format: that would also wrap the files
+    Envoy answers itself (static_route) in an error body.
+    """
+    exact = [_error_mapper("EQ", http, grpc, f"local_reply.code_{http}") for http, grpc in LOCAL_REPLY_CODES]
+    return [*exact, _error_mapper("GE", 400, 2, "local_reply.code_other")]
+
+
+def static_route(path: str, file: Path, content_type: str) -> dict[str, Any]:
+    """A file Envoy answers itself (read when the config loads), not a call to the control plane."""
+    return {
+        "match": {"path": path},
+        "direct_response": {"status": 200, "body": {"filename": str(file)}},
+        "response_headers_to_add": [
+            {"header": {"key": "content-type", "value": content_type}, "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"},
+            {"header": {"key": "cache-control", "value": "no-cache"}, "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"},
+        ],
+        # The transcoder would refuse the path (no RPC declares it: reject_unknown_method).
+        "typed_per_filter_config": {
+            "envoy.filters.http.grpc_json_transcoder": {"@type": FILTER_CONFIG, "disabled": True}
+        },
+    }
 
 
 def build(cfg: GatewayConfig) -> dict[str, Any]:
@@ -105,6 +149,8 @@ def build(cfg: GatewayConfig) -> dict[str, Any]:
         "stream_idle_timeout": "300s",
         "route_config": {
             "name": "api",
+            # Envoy's default cap on a direct response is 4 KiB; the OpenAPI document is larger.
+            "max_direct_response_body_size_bytes": 4 * 1024 * 1024,
             "virtual_hosts": [
                 {
                     "name": "api",
@@ -112,6 +158,8 @@ def build(cfg: GatewayConfig) -> dict[str, Any]:
                     # The transcoder rewrites /api/... to the gRPC path (/iot.v1.Service/Method)
                     # before routing, so routes match gRPC paths; anything else is a 404.
                     "routes": [
+                        static_route("/api/openapi.json", cfg.openapi_dir / "openapi.json", "application/json"),
+                        static_route("/api/docs", cfg.openapi_dir / "index.html", "text/html; charset=utf-8"),
                         *({"match": {"path": path}, "route": stream_route} for path in streaming_methods()),
                         {"match": {"prefix": f"/{API_PACKAGE}."}, "route": upstream_route},
                         {
@@ -124,29 +172,7 @@ def build(cfg: GatewayConfig) -> dict[str, Any]:
         },
         # Envoy's own replies (unknown path, bad JSON, upstream down) are JSON like the API's,
         # with `code` the gRPC code the HTTP status stands for, as in transcoded errors.
-        "local_reply_config": {
-            "mappers": [
-                {
-                    "filter": {
-                        "status_code_filter": {
-                            "comparison": {
-                                "op": "EQ",
-                                "value": {"default_value": http, "runtime_key": f"local_reply.code_{http}"},
-                            }
-                        }
-                    },
-                    "body_format_override": {
-                        "json_format": {"code": grpc, "message": "%LOCAL_REPLY_BODY%", "details": []},
-                        "content_type": "application/json",
-                    },
-                }
-                for http, grpc in LOCAL_REPLY_CODES
-            ],
-            "body_format": {
-                "json_format": {"code": 2, "message": "%LOCAL_REPLY_BODY%", "details": []},
-                "content_type": "application/json",
-            },
-        },
+        "local_reply_config": {"mappers": local_reply_mappers()},
         "http_filters": [
             # The transcoder streams bodies through, so an oversized one reached the gRPC server
             # and came back 429 (its RESOURCE_EXHAUSTED); the buffer filter answers 413 first.

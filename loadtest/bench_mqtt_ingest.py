@@ -64,7 +64,8 @@ def publish_burst(host: str, port: int, device_ids: list[str], n: int) -> None:
     """Publish n heartbeats from the devices' own accounts (each may only use its own topic)."""
     clients = []
     for dev in device_ids:
-        c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"bench-{dev}", protocol=mqtt.MQTTv5)
+        # A device account connects only under its own id as client id.
+        c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=dev, protocol=mqtt.MQTTv5)
         c.username_pw_set(dev, "pw")
         c.connect(host, port)
         c.loop_start()

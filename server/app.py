@@ -2,13 +2,19 @@
 
 `ControlPlane.start()` binds and returns the gRPC port (0 picks a free one, which the tests
 use); `stop(grace)` stops accepting calls, lets in-flight ones finish within the grace period,
-then closes what was opened, in reverse order.
+then closes what was opened, in reverse order. Every step of stop() runs even when an earlier one
+fails (the failure is logged): a broken bridge must not cost the buffered heartbeats or leave
+the store open.
+
+gRPC health follows the MQTT link: while the bridge cannot hear devices (broker unreachable, or
+its listener restarting), the server ("") and the device-facing services say NOT_SERVING.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import grpc
@@ -32,13 +38,15 @@ from server.auth.tokens import Tokens
 from server.core.activity import ActivityLog
 from server.core.dashboard import Dashboard
 from server.core.device_changes import DeviceChanges
+from server.core.errors import DomainError
 from server.core.fleet_events import DeviceEventHub
 from server.core.heartbeats import HeartbeatWriter
 from server.core.inbound import DeviceInbound
 from server.core.led import LedCommands
 from server.core.ota import OtaEventHub, OtaJobs
 from server.core.ota_status import LatestOtaStatus
-from server.core.presence import OfflineSweeper
+from server.core.presence import OfflineSweeper, sweep_interval
+from server.core.presence_view import PresenceView
 from server.core.registry import BrokerAddress, DeviceRegistry
 from server.core.releases import Releases
 from server.core.rollouts import Rollouts, RolloutScheduler
@@ -65,6 +73,9 @@ MAX_METADATA_BYTES = 64 * 1024
 MQTT_START_WAIT_SECONDS = 2.0
 # Broker account names a device id may never take over (the backend's own is added by the admin).
 RESERVED_BROKER_USERNAMES = ("admin",)
+# What health reports NOT_SERVING while the MQTT link is down: the server as a whole, and the
+# services whose calls need the broker (commands, OTA jobs). Users, admin and releases still work.
+MQTT_DEPENDENT_SERVICES = ("", "iot.v1.DeviceService", "iot.v1.OtaService", "iot.v1.RolloutService")
 
 
 def broker_address(settings: Settings) -> BrokerAddress:
@@ -105,10 +116,19 @@ class ControlPlane:
         self.clock = clock or SystemClock()
         self._server: grpc.aio.Server | None = None
         self._health = health.aio.HealthServicer()
+        self._link_changed = asyncio.Event()
+        self._health_follower: asyncio.Task[None] | None = None
         self._store: Store | None = None
         self.port = 0
         # The device side: present once built; the MQTT parts only when MQTT_URL is set.
         self.device_events = DeviceEventHub(on_drop=metrics.DEVICE_EVENTS_DROPPED.inc)
+        # Honest presence: follows the bridge's link (unknown until it first connects). Without
+        # MQTT nothing reports presence, and the store's "offline" is simply true.
+        self.presence = PresenceView(
+            self.clock,
+            settings.offline_after_seconds + sweep_interval(settings.offline_after_seconds),
+            tracking=bool(settings.mqtt_url),
+        )
         self.bridge: MqttBridge | None = None
         self.broker_admin: DynsecBrokerAdmin | None = None
         self.sweeper: OfflineSweeper | None = None
@@ -148,9 +168,9 @@ class ControlPlane:
         ota_status = LatestOtaStatus(store.ota_jobs)
         servicers: dict[str, Any] = {
             "iot.v1.AuthService": AuthServicer(users),
-            "iot.v1.AdminService": AdminServicer(users, activity, devices, ota_status),
-            "iot.v1.DeviceService": DeviceServicer(devices, self.led, ota_status),
-            "iot.v1.DashboardService": DashboardServicer(Dashboard(store, ota_status)),
+            "iot.v1.AdminService": AdminServicer(users, activity, devices, ota_status, self.presence),
+            "iot.v1.DeviceService": DeviceServicer(devices, self.led, ota_status, self.presence),
+            "iot.v1.DashboardService": DashboardServicer(Dashboard(store, ota_status, self.presence)),
             "iot.v1.OtaService": OtaServicer(self.ota),
             "iot.v1.ReleaseService": ReleaseServicer(Releases(catalog, activity, self.clock)),
             "iot.v1.RolloutService": RolloutServicer(rollouts),
@@ -205,6 +225,7 @@ class ControlPlane:
                 s.mqtt_pass or None,
                 share_group=s.mqtt_share_group,
                 clock=self.clock,
+                on_link=self._on_mqtt_link,
             )
         self.heartbeat_writer = HeartbeatWriter(store.devices, interval=s.heartbeat_flush_seconds)
         await self.heartbeat_writer.start()
@@ -235,8 +256,8 @@ class ControlPlane:
         self.inbound = inbound = DeviceInbound(
             store.devices, self.clock, changes, heartbeats=self.heartbeat_writer, commands=led, ota=ota
         )
-        if self.bridge is not None:
-            await self.bridge.start(inbound, wait=MQTT_START_WAIT_SECONDS)
+        if self.bridge is not None and await self.bridge.start(inbound, wait=MQTT_START_WAIT_SECONDS):
+            await self._bind_device_client_ids()
         await ota.start()
         self.sweeper = OfflineSweeper(
             store.devices,
@@ -248,6 +269,18 @@ class ControlPlane:
         self.sweeper.start()
         return devices
 
+    async def _bind_device_client_ids(self) -> None:
+        """Accounts provisioned before device accounts were bound to their client ids get the
+        binding now. Best effort: a broker that refuses leaves them as they were, said in the log."""
+        assert self.broker_admin is not None
+        try:
+            bound = await self.broker_admin.bind_device_client_ids()
+        except DomainError as exc:
+            log.warning("device accounts not bound to their client ids: %s", exc)
+            return
+        if bound:
+            log.info("device accounts bound to their client ids", extra={"count": bound})
+
     async def start(self) -> int:
         try:
             servicers, authorizer = await self._build()
@@ -255,7 +288,7 @@ class ControlPlane:
             await self._close_adapters()
             raise
         server = grpc.aio.server(
-            interceptors=(CallInterceptor(authorizer),),
+            interceptors=(CallInterceptor(authorizer, self.settings.trusted_proxies),),
             options=(
                 ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
                 ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
@@ -285,9 +318,46 @@ class ControlPlane:
         await server.start()
         self._server = server
         for name in ["", *names]:
-            await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
+            if self.bridge is None or name not in MQTT_DEPENDENT_SERVICES:
+                await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        if self.bridge is not None:
+            await self._sync_health(None)
+            self._health_follower = asyncio.create_task(self._follow_mqtt_link(), name="health-follows-mqtt")
         log.info("grpc serving", extra={"address": f"{self.settings.grpc_host}:{self.port}"})
         return self.port
+
+    # ---- health follows the MQTT link ------------------------------------------------------
+
+    def _on_mqtt_link(self, up: bool) -> None:
+        """The bridge's callback, called in its task the moment the link goes up or down (before
+        any message of a new connection is handled, so re-learning starts from the right time)."""
+        if up:
+            self.presence.link_up()
+        else:
+            self.presence.link_down()
+        self._link_changed.set()
+
+    async def _sync_health(self, serving: bool | None) -> bool:
+        """Set the MQTT-dependent services' health to the link's state now; returns that state."""
+        up = self.bridge is not None and self.bridge.is_connected
+        if up != serving:
+            status = health_pb2.HealthCheckResponse.SERVING if up else health_pb2.HealthCheckResponse.NOT_SERVING
+            for name in MQTT_DEPENDENT_SERVICES:
+                await self._health.set(name, status)
+            if not up:
+                log.warning("MQTT link down: health NOT_SERVING until the bridge hears devices again")
+            elif serving is not None:
+                log.info("MQTT link up again: health SERVING")
+        return up
+
+    async def _follow_mqtt_link(self) -> None:
+        # Reads the state after each wake-up rather than trusting the callback's argument, so
+        # a quick down-up never leaves health behind the link.
+        serving = self.bridge is not None and self.bridge.is_connected
+        while True:
+            await self._link_changed.wait()
+            self._link_changed.clear()
+            serving = await self._sync_health(serving)
 
     async def wait(self) -> None:
         if self._server is not None:
@@ -296,46 +366,67 @@ class ControlPlane:
     async def stop(self, grace: float | None = None) -> None:
         if self._server is None:
             return
+        server, self._server = self._server, None
         grace = self.settings.shutdown_grace_seconds if grace is None else grace
+        failed = 0
         # Tell load balancers first, so no new calls are routed here while we drain.
-        await self._health.enter_graceful_shutdown()
-        self.device_events.close()  # watch streams end now rather than at the grace deadline
-        self.ota_events.close()
-        await self._server.stop(grace)
-        self._server = None
-        await self._close_adapters()
-        log.info("grpc stopped")
+        failed += not await _step("health", self._health.enter_graceful_shutdown)
+        follower, self._health_follower = self._health_follower, None
+        if follower is not None:
+            follower.cancel()
+            await asyncio.gather(follower, return_exceptions=True)
 
-    async def _close_adapters(self) -> None:
+        async def close_streams() -> None:
+            self.device_events.close()  # watch streams end now rather than at the grace deadline
+            self.ota_events.close()
+
+        failed += not await _step("event streams", close_streams)
+        failed += not await _step("grpc server", lambda: server.stop(grace))
+        failed += await self._close_adapters()
+        if failed:
+            log.error("stopped with %d failed shutdown step(s); see the errors above", failed)
+        else:
+            log.info("grpc stopped")
+
+    async def _close_adapters(self) -> int:
+        """Close what _build opened; every step runs even if one fails. Returns the failures."""
         # Reverse order of _build: no more sweeps or device messages, then broker connections,
         # then the store last (pending heartbeat writes need it). Rollouts first: they start jobs.
+        steps: list[tuple[str, Callable[[], Awaitable[object]]]] = []
         if self.rollout_scheduler is not None:
-            await self.rollout_scheduler.stop()
-            self.rollout_scheduler = None
+            steps.append(("rollout scheduler", self.rollout_scheduler.stop))
         if self.sweeper is not None:
-            await self.sweeper.stop()
-            self.sweeper = None
+            steps.append(("offline sweeper", self.sweeper.stop))
         if self.ota is not None:
-            await self.ota.stop()
-            self.ota = None
+            steps.append(("ota jobs", self.ota.stop))
         if self.bridge is not None:
-            await self.bridge.stop()
-            self.bridge = None
+            steps.append(("mqtt bridge", self.bridge.stop))
         if self.heartbeat_writer is not None:
-            await self.heartbeat_writer.stop()  # flushes what the bridge handed over
-            self.heartbeat_writer = None
+            steps.append(("heartbeat writer", self.heartbeat_writer.stop))  # flushes what the bridge handed over
         if self.broker_admin is not None:
-            await self.broker_admin.close()
-            self.broker_admin = None
-        if self.metrics_server is not None:
-            await asyncio.to_thread(self.metrics_server.stop)
-            self.metrics_server = None
+            steps.append(("broker admin", self.broker_admin.close))
+        if (metrics_server := self.metrics_server) is not None:
+            steps.append(("metrics server", lambda: asyncio.to_thread(metrics_server.stop)))
         if self.catalog is not None:
-            await self.catalog.close()
-            self.catalog = None
-        if self.firmware_http is not None:
-            await asyncio.to_thread(self.firmware_http.stop)
-            self.firmware_http = None
+            steps.append(("firmware catalog", self.catalog.close))
+        if (firmware_http := self.firmware_http) is not None:
+            steps.append(("firmware downloads", lambda: asyncio.to_thread(firmware_http.stop)))
         if self._store is not None:
-            await self._store.close()
-            self._store = None
+            steps.append(("store", self._store.close))
+        self.rollout_scheduler = self.sweeper = self.ota = self.bridge = None
+        self.heartbeat_writer = self.broker_admin = self.metrics_server = None
+        self.catalog = self.firmware_http = self._store = None
+        failed = 0
+        for name, close in steps:
+            failed += not await _step(name, close)
+        return failed
+
+
+async def _step(name: str, run: Callable[[], Awaitable[object]]) -> bool:
+    """One shutdown step: True if it completed; a failure is logged and the next step still runs."""
+    try:
+        await run()
+    except Exception:
+        log.exception("shutdown step failed: %s", name, extra={"step": name})
+        return False
+    return True

@@ -59,6 +59,11 @@ MQTT_CONNECTED = Gauge(
     "1 while the bridge is connected to the broker and subscribed, else 0.",
     registry=REGISTRY,
 )
+MQTT_LISTENER_FAILURES = Counter(
+    "mqtt_listener_failures_total",
+    "Times the bridge's listener ended on an unexpected error (a bug) and was restarted.",
+    registry=REGISTRY,
+)
 MQTT_RECONNECTS = Counter(
     "mqtt_reconnects_total",
     "Times the bridge lost its broker connection and connected again.",

@@ -7,6 +7,9 @@ tests pass their own. Every problem is reported at once, with the variable's nam
 
 from __future__ import annotations
 
+import ipaddress
+import itertools
+import math
 import os
 import secrets
 from collections.abc import Mapping
@@ -19,6 +22,34 @@ KNOWN_DEFAULT_SECRETS = frozenset(
     {"", "supersecret", "secret", "changeme", "change-me", "jwt_secret", "your-secret", "dev"}
 )
 MQTT_SCHEMES = ("mqtt", "mqtts", "tcp", "ssl", "ws", "wss")
+# Envoy, as `make run` starts it, reaches the gRPC server over loopback.
+DEFAULT_TRUSTED_PROXIES = "127.0.0.0/8,::1"
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+# Below this many bits, estimated from the secret's own character frequencies, a secret is
+# refused. The estimate undercounts random text (32 random hex digits, 128 real bits, score
+# 90-125), so the bar sits under that while 32 x 'a' (0) or 'ab' x 16 (32) are far below it.
+MIN_SECRET_BITS = 80
+
+
+def secret_weakness(secret: str) -> str:
+    """Why `secret` is guessable, or "" when it looks random. Length is checked elsewhere."""
+    n = len(secret)
+    # A repeated block ("password1234password1234...") is as strong as the block alone.
+    for period in range(1, n // 2 + 1):
+        if secret[period:] == secret[:-period]:
+            return f"it repeats a {period}-character block"
+    # Runs like "abcdef..." or "0123...": most neighbours one code point apart.
+    steps = sum(1 for a, b in itertools.pairwise(secret) if abs(ord(a) - ord(b)) <= 1)
+    if steps * 2 > n - 1:
+        return "it is mostly runs of neighbouring characters"
+    counts = [secret.count(ch) for ch in set(secret)]
+    bits = -sum(c * math.log2(c / n) for c in counts)
+    if bits < MIN_SECRET_BITS:
+        return f"about {bits:.0f} bits of entropy, {MIN_SECRET_BITS} needed"
+    return ""
 
 
 class SettingsError(ValueError):
@@ -70,6 +101,8 @@ class Settings:
     admin_password: str = field(default="", repr=False)
     admin_username: str = "admin"
     metrics_port: int = 0
+    # Peers whose X-Forwarded-For names the client (the REST front); anyone else's is ignored.
+    trusted_proxies: tuple[IPNetwork, ...] = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1"))
     shutdown_grace_seconds: float = 10.0
     log_level: str = "INFO"
 
@@ -119,6 +152,11 @@ class Settings:
                 )
             elif len(jwt_secret) < 32:
                 problems.append("JWT_SECRET must be at least 32 characters in production")
+            elif weakness := secret_weakness(jwt_secret):
+                problems.append(
+                    f"JWT_SECRET is too predictable for production ({weakness}); generate one with "
+                    "`python -c 'import secrets; print(secrets.token_urlsafe(48))'`"
+                )
         elif not jwt_secret:
             # Development only: tokens die with the process, which is what a developer expects.
             jwt_secret = secrets.token_urlsafe(48)
@@ -177,6 +215,7 @@ class Settings:
             admin_password=admin_password,
             admin_username=text("ADMIN_USERNAME", "admin") or "admin",
             metrics_port=port("METRICS_PORT", 0),
+            trusted_proxies=_trusted_proxies(env, problems),
             shutdown_grace_seconds=number("SHUTDOWN_GRACE_SECONDS", 10.0, 0, 600, float),
             log_level=(text("LOG_LEVEL", "INFO") or "INFO").upper(),
         )
@@ -185,6 +224,22 @@ class Settings:
         if problems:
             raise SettingsError("invalid configuration:\n  - " + "\n  - ".join(problems))
         return settings
+
+
+def _trusted_proxies(env: Mapping[str, str], problems: list[str]) -> tuple[IPNetwork, ...]:
+    """TRUSTED_PROXIES: comma-separated addresses or CIDR blocks, or `none`."""
+    raw = env.get("TRUSTED_PROXIES", DEFAULT_TRUSTED_PROXIES).strip() or DEFAULT_TRUSTED_PROXIES
+    if raw.lower() == "none":
+        return ()
+    networks: list[IPNetwork] = []
+    for item in (part.strip() for part in raw.split(",")):
+        if not item:
+            continue
+        try:
+            networks.append(ipaddress.ip_network(item, strict=False))
+        except ValueError:
+            problems.append(f"TRUSTED_PROXIES entry {item!r} is not an IP address or CIDR block")
+    return tuple(networks)
 
 
 def _firmware_settings(env: Mapping[str, str], problems: list[str]) -> tuple[str, str, str]:

@@ -111,7 +111,7 @@ class Fleet:
         self.say = say or (lambda _m: None)
         self.devices: dict[str, SimulatedDevice] = {}
         self._stop = asyncio.Event()
-        self._tasks: list[asyncio.Task[None]] = []
+        self._tasks: dict[asyncio.Task[None], str] = {}  # -> device id
         self._started_at = 0.0
         self._rng = random.Random(config.seed)  # noqa: S311 (jitter, not cryptography)
 
@@ -200,7 +200,7 @@ class Fleet:
         gate = asyncio.Semaphore(max(1, c.concurrency))
         for device in self.devices.values():
             delay = self._rng.uniform(0, ramp) if ramp > 0 else 0.0
-            self._tasks.append(asyncio.create_task(self._run_one(device, delay, gate)))
+            self._tasks[asyncio.create_task(self._run_one(device, delay, gate))] = device.device_id
 
     async def _run_one(self, device: SimulatedDevice, delay: float, gate: asyncio.Semaphore) -> None:
         with contextlib.suppress(TimeoutError):
@@ -250,14 +250,32 @@ class Fleet:
         elapsed = time.monotonic() - self._started_at if self._started_at else 0.0
         return Report.of(self.devices.values(), duration=elapsed, seed=self.config.seed)
 
-    async def stop(self, within: float = 5.0) -> Report:
-        """Disconnect every device cleanly (each says `offline` first) and return the report."""
-        report = self.report()
+    async def stop(self, within: float | None = None) -> Report:
+        """Disconnect every device cleanly (each says `offline` first) and return the report.
+
+        `within` (default: 5 s plus 1 s per 200 devices, since one event loop says every
+        goodbye) bounds the goodbyes; a device still busy then is cut off without DISCONNECT,
+        so the broker publishes its Last Will and it still reads offline. The report is taken
+        after all of this and names every device that did not say goodbye or failed.
+        """
+        if within is None:
+            within = 5.0 + len(self.devices) / 200
         self._stop.set()
-        if self._tasks:
-            _, pending = await asyncio.wait(self._tasks, timeout=within)
+        tasks = dict(self._tasks)
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=within)
             for task in pending:
-                task.cancel()
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+                device = self.devices[tasks[task]]
+                if device.abandon():
+                    device.errors.append(f"no goodbye within {within:g} s: connection cut, the broker sends its will")
+            if pending:
+                # Cut off, each ends within a moment; cancelling is for what is wedged even so.
+                _, wedged = await asyncio.wait(pending, timeout=5.0)
+                for task in wedged:
+                    task.cancel()
+            for task, outcome in zip(tasks, await asyncio.gather(*tasks, return_exceptions=True), strict=True):
+                if isinstance(outcome, Exception):
+                    # A bug in the simulator, not a fault it injected: it belongs in the report.
+                    self.devices[tasks[task]].errors.append(f"crashed: {type(outcome).__name__}: {outcome}")
         self._tasks.clear()
-        return report
+        return self.report()

@@ -31,6 +31,32 @@ CHUNK = 16 * 1024
 BOOT_SECONDS = 0.3  # how long a reboot keeps the device away from the broker
 
 
+class _Client(aiomqtt.Client):
+    """aiomqtt's client with one race closed.
+
+    When paho has bytes to send it asks for a writer; aiomqtt registers it later, with
+    call_soon_threadsafe and the socket's fd as it was at the request. If paho closes the
+    socket in between (a DISCONNECT queued while its keepalive check closes the connection,
+    which a busy loop of hundreds of devices makes common), the late add_writer fails with
+    "Bad file descriptor" and asyncio prints a traceback, or worse, watches an fd a newer
+    connection reuses. Registering only while the socket is still paho's avoids both.
+    """
+
+    def _on_socket_register_write(self, client: Any, userdata: Any, sock: Any) -> None:
+        def write() -> None:
+            try:
+                client.loop_write()
+            except Exception as exc:  # as aiomqtt does: a failed write means the link is gone
+                if not self._disconnected.done():
+                    self._disconnected.set_exception(exc)
+
+        def register() -> None:
+            if client.socket() is sock and sock.fileno() >= 0:
+                self._loop.add_writer(sock.fileno(), write)
+
+        self._loop.call_soon_threadsafe(register)
+
+
 @dataclass(frozen=True)
 class Credentials:
     device_id: str
@@ -83,6 +109,9 @@ class SimulatedDevice:
         self._action: asyncio.Future[Action] | None = None
         self._storm_left = 0
         self._ota_task: asyncio.Task[None] | None = None
+        self._client: aiomqtt.Client | None = None
+        self._abandoned = False
+        self.errors: list[str] = []  # what went wrong that the report must show
 
     def topic(self, suffix: str) -> str:
         return f"devices/{self.device_id}/{suffix}"
@@ -93,6 +122,20 @@ class SimulatedDevice:
         """Ask the running session to reboot, drop its socket, start a storm, or stop."""
         if self._action is not None and not self._action.done():
             self._action.set_result(action)
+
+    def abandon(self) -> bool:
+        """Cut the connection now without DISCONNECT (the fleet's goodbye window has passed).
+
+        The broker then publishes the Last Will, so the control plane still reads the device
+        offline at once; a clean DISCONNECT without the goodbye would suppress the will and
+        leave it "online" until the sweep. Returns whether there was a connection to cut.
+        """
+        self._abandoned = True
+        client = self._client
+        if client is None:
+            return False
+        self._cut(client)
+        return True
 
     def drop_connection(self) -> None:
         """Force an unclean disconnect now (counted as an injected fault)."""
@@ -133,60 +176,79 @@ class SimulatedDevice:
 
     async def _session(self, stop: asyncio.Event) -> Action:
         will = aiomqtt.Will(self.topic("presence"), b"offline", qos=1, retain=True)
-        async with aiomqtt.Client(
+        async with _Client(
             self.credentials.host,
             self.credentials.port,
             username=self.device_id,
             password=self.credentials.password,
+            # The broker binds a device account to client id == device id (the registration's
+            # clientId) and refuses it under any other.
             identifier=self.device_id,
             protocol=aiomqtt.ProtocolVersion.V5,
             will=will,
             keepalive=self.keepalive,
             timeout=10,
         ) as client:
-            self.stats.connects += 1
-            self._action = asyncio.get_running_loop().create_future()
-            await client.subscribe([(self.topic("command"), 1), (self.topic("ota"), 1)])
-            await client.publish(self.topic("presence"), b"online", qos=1, retain=True)
-            self.connected.set()
-            if self._storm_left > 0:
-                self._storm_left -= 1
-                return await self._drop(client, "storm")
-            await self._after_boot(client)
-            listener = asyncio.create_task(self._listen(client))
-            others: list[asyncio.Future[Any]] = [
-                asyncio.create_task(self._heartbeats(client)),
-                asyncio.create_task(stop.wait()),
-            ]
+            self._client = client
             try:
-                done, _ = await asyncio.wait([listener, *others, self._action], return_when=asyncio.FIRST_COMPLETED)
+                return await self._connected_session(client, stop)
             finally:
-                for task in others:
-                    task.cancel()
-            if listener in done:
-                listener.result()  # the listener only ends by raising MqttError: the link is gone
-            action: Action = self._action.result() if self._action.done() else "stop"
-            if action in ("unclean", "storm"):
-                return await self._drop(client, action, listener)
-            listener.cancel()
-            if action == "stop":
-                # A clean DISCONNECT suppresses the will, so say goodbye explicitly.
+                self._client = None
+
+    async def _connected_session(self, client: aiomqtt.Client, stop: asyncio.Event) -> Action:
+        if self._abandoned:  # abandoned while the connect was under way
+            return await self._drop(client, "unclean")
+        self.stats.connects += 1
+        self._action = asyncio.get_running_loop().create_future()
+        await client.subscribe([(self.topic("command"), 1), (self.topic("ota"), 1)])
+        await client.publish(self.topic("presence"), b"online", qos=1, retain=True)
+        self.connected.set()
+        if self._storm_left > 0:
+            self._storm_left -= 1
+            return await self._drop(client, "storm")
+        await self._after_boot(client)
+        listener = asyncio.create_task(self._listen(client))
+        others: list[asyncio.Future[Any]] = [
+            asyncio.create_task(self._heartbeats(client)),
+            asyncio.create_task(stop.wait()),
+        ]
+        try:
+            done, _ = await asyncio.wait([listener, *others, self._action], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in others:
+                task.cancel()
+        if listener in done:
+            listener.result()  # the listener only ends by raising MqttError: the link is gone
+        action: Action = self._action.result() if self._action.done() else "stop"
+        if action in ("unclean", "storm"):
+            return await self._drop(client, action, listener)
+        listener.cancel()
+        if action == "stop":
+            # A clean DISCONNECT suppresses the will, so say goodbye explicitly.
+            try:
                 await client.publish(self.topic("presence"), b"offline", qos=1, retain=True)
-            return action
+            except aiomqtt.MqttError as exc:
+                self.errors.append(f"goodbye failed: {exc}")
+                raise
+        return action
 
     async def _drop(self, client: aiomqtt.Client, action: Action, listener: asyncio.Task[None] | None = None) -> Action:
         """Kill the TCP connection without DISCONNECT, as a brown-out would: the broker sends the will."""
         if action == "storm" and self._storm_left == 0 and listener is not None:
             self._storm_left = self.faults.config.storm_reconnects - 1
+        self._cut(client)
+        waiter = listener or asyncio.create_task(self._listen(client))
+        with contextlib.suppress(aiomqtt.MqttError, TimeoutError):
+            await asyncio.wait_for(waiter, 5)
+        return action
+
+    @staticmethod
+    def _cut(client: aiomqtt.Client) -> None:
         sock = client._client.socket()
         if isinstance(sock, socket.socket):
             # Only shut down: paho notices EOF and closes (and unregisters) the socket itself.
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
-        waiter = listener or asyncio.create_task(self._listen(client))
-        with contextlib.suppress(aiomqtt.MqttError, TimeoutError):
-            await asyncio.wait_for(waiter, 5)
-        return action
 
     async def _after_boot(self, client: aiomqtt.Client) -> None:
         """First thing after connecting: the self-check of a fresh image, then any OTA verdict."""

@@ -10,6 +10,8 @@ from typing import Any
 
 from simulator.mqtt_device import SimulatedDevice
 
+MAX_ERRORS = 20
+
 
 @dataclass
 class Report:
@@ -56,9 +58,11 @@ class Report:
             firmware[d.model.version] += 1
             if s.connects == 0 and d.last_error:
                 report.errors.append(f"{d.device_id}: {d.last_error}")
+            report.errors += [f"{d.device_id}: {e}" for e in d.errors]
         report.faults = dict(sorted(faults.items()))
         report.firmware = dict(sorted(firmware.items()))
-        report.errors = report.errors[:20]
+        if len(report.errors) > MAX_ERRORS:  # a sample, and how many more there were
+            report.errors[MAX_ERRORS:] = [f"... and {len(report.errors) - MAX_ERRORS} more"]
         return report
 
     def to_dict(self) -> dict[str, Any]:

@@ -272,6 +272,32 @@ def dynsec_commands(
         client.loop_stop()
 
 
+def can_log_in(host: str, port: int, username: str, password: str, timeout: float = 5.0) -> bool:
+    """Whether the broker accepts these credentials (a CONNECT, then a clean DISCONNECT)."""
+    answered = threading.Event()
+    state: dict[str, ReasonCode] = {}
+
+    def on_connect(c: mqtt.Client, _u: Any, _f: Any, rc: ReasonCode, _p: Properties | None) -> None:
+        state["connack"] = rc
+        answered.set()
+
+    client = mqtt.Client(
+        CallbackAPIVersion.VERSION2, client_id=f"mosquitto-launcher-check-{uuid.uuid4().hex[:8]}", protocol=mqtt.MQTTv5
+    )
+    client.username_pw_set(username, password)
+    client.on_connect = on_connect
+    try:
+        client.connect(host, port, keepalive=30)
+    except OSError:
+        return False
+    client.loop_start()
+    try:
+        return answered.wait(timeout) and not state["connack"].is_failure
+    finally:
+        client.disconnect()
+        client.loop_stop()
+
+
 def ensure_backend(host: str, port: int, *, admin_user: str, admin_pw: str, backend_user: str, backend_pw: str) -> None:
     """Create (or repair) the backend role and client; idempotent (server/mqtt/dynsec.py)."""
     account = dynsec.backend_account(backend_user, backend_pw)
@@ -280,8 +306,16 @@ def ensure_backend(host: str, port: int, *, admin_user: str, admin_pw: str, back
         return dynsec_commands(host, port, username=admin_user, password=admin_pw, commands=commands)
 
     role_r, client_r = call(dynsec.look_up(account))
+    commands = dynsec.ensure(account, role_r, client_r)
+    if not client_r.get("error") and can_log_in(host, port, backend_user, backend_pw):
+        # Mosquitto enforces a new password by disconnecting every session of the client at
+        # once. Setting the same one again would kick a control plane that reconnected to a
+        # restarted broker before this ran, and device messages sent meanwhile are lost.
+        commands = [c for c in commands if c.get("command") != "setClientPassword"]
+    if not commands:
+        return  # all in order (the plugin does not answer an empty request)
     try:
-        dynsec.check(call(dynsec.ensure(account, role_r, client_r)))
+        dynsec.check(call(commands))
     except dynsec.DynsecError as exc:
         raise BrokerError(f"dynsec {exc.command} failed: {exc.error}") from None
 

@@ -9,6 +9,7 @@ from server.api import convert
 from server.api.interceptors import current_caller
 from server.core.activity import ActivityLog
 from server.core.ota_status import LatestOtaStatus
+from server.core.presence_view import PresenceView
 from server.core.registry import DeviceRegistry
 from server.core.users import Users
 from server.ports.store import ActivityFilter, DeviceFilter, UserFilter
@@ -16,8 +17,14 @@ from server.ports.store import ActivityFilter, DeviceFilter, UserFilter
 
 class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
     def __init__(
-        self, users: Users, activity: ActivityLog, devices: DeviceRegistry, ota_status: LatestOtaStatus
+        self,
+        users: Users,
+        activity: ActivityLog,
+        devices: DeviceRegistry,
+        ota_status: LatestOtaStatus,
+        presence: PresenceView,
     ) -> None:
+        self._presence = presence
         self._users = users
         self._activity = activity
         self._devices = devices
@@ -78,10 +85,11 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
             platform=request.platform or None,
         )
         page_request = convert.page_request(request.page_size, request.page_token)
-        page = await self._devices.list(current_caller(), flt, page_request, fleet=True)
-        status = await self._ota_status.of(page.items)
+        stored = await self._devices.list(current_caller(), self._presence.store_filter(flt), page_request, fleet=True)
+        page = self._presence.page(stored, flt.online)
+        status = await self._ota_status.of([s.device for s in page.items])
         return admin_pb2.AdminServiceListDevicesResponse(
-            devices=[convert.device(d, status.get(d.device_id)) for d in page.items],
+            devices=[convert.shown_device(s, status.get(s.device.device_id)) for s in page.items],
             next_page_token=page.next_page_token,
         )
 
@@ -93,4 +101,5 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         blocked = request.blocked if request.HasField("blocked") else True
         device = await self._devices.set_blocked(current_caller(), request.device_id, blocked)
         status = await self._ota_status.of([device])
-        return admin_pb2.SetDeviceBlockedResponse(device=convert.device(device, status.get(device.device_id)))
+        shown = self._presence.show(device)
+        return admin_pb2.SetDeviceBlockedResponse(device=convert.shown_device(shown, status.get(device.device_id)))

@@ -19,6 +19,7 @@ from server.core.model import (
     RolloutStatus,
     User,
 )
+from server.core.presence_view import ShownDevice
 from server.core.registry import IssuedCredentials
 from server.core.rollouts import RolloutView
 from server.ports.catalog import Release
@@ -109,7 +110,7 @@ def device_health(h: DeviceHealth) -> common_pb2.DeviceHealth:
     )
 
 
-def device(d: Device, ota_status: OtaJobStatus | None = None) -> common_pb2.Device:
+def device(d: Device, ota_status: OtaJobStatus | None = None, *, presence_known: bool = True) -> common_pb2.Device:
     # Field by field: the credential hash has no field to land in, by design.
     return common_pb2.Device(
         device_id=d.device_id,
@@ -124,11 +125,18 @@ def device(d: Device, ota_status: OtaJobStatus | None = None) -> common_pb2.Devi
         blocked=d.blocked,
         created_at=timestamp(d.created_at),
         ota_status=OTA_TO_PB[ota_status] if ota_status is not None else common_pb2.OTA_JOB_STATUS_UNSPECIFIED,
+        presence_known=presence_known,
     )
 
 
+def shown_device(s: ShownDevice, ota_status: OtaJobStatus | None = None) -> common_pb2.Device:
+    return device(s.device, ota_status, presence_known=s.presence_known)
+
+
 def mqtt_credentials(c: IssuedCredentials) -> common_pb2.MqttCredentials:
-    return common_pb2.MqttCredentials(username=c.username, password=c.password, host=c.host, port=c.port, url=c.url)
+    return common_pb2.MqttCredentials(
+        username=c.username, password=c.password, host=c.host, port=c.port, url=c.url, client_id=c.client_id
+    )
 
 
 def ota_job(j: OtaJob) -> common_pb2.OtaJob:

@@ -28,9 +28,10 @@ class DashboardServicer(dashboard_pb2_grpc.DashboardServiceServicer):
             blocked=t.blocked,
             by_firmware=t.by_firmware,
             by_ota_status=view.by_ota_status,
+            presence_known=view.presence_known,
         )
         return dashboard_pb2.GetDashboardResponse(
-            devices=[convert.device(d, view.ota_status.get(d.device_id)) for d in view.devices.items],
+            devices=[convert.shown_device(s, view.ota_status.get(s.device.device_id)) for s in view.devices.items],
             totals=totals,
             next_page_token=view.devices.next_page_token,
         )

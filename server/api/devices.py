@@ -12,6 +12,7 @@ from server.api.interceptors import current_caller
 from server.core.fleet_events import DeviceEventKind
 from server.core.led import LedCommands
 from server.core.ota_status import LatestOtaStatus
+from server.core.presence_view import PresenceView
 from server.core.registry import DeviceRegistry
 from server.ports.store import DeviceFilter
 
@@ -28,10 +29,13 @@ EVENT_KIND_TO_PB = {
 
 
 class DeviceServicer(device_pb2_grpc.DeviceServiceServicer):
-    def __init__(self, devices: DeviceRegistry, led: LedCommands, ota_status: LatestOtaStatus) -> None:
+    def __init__(
+        self, devices: DeviceRegistry, led: LedCommands, ota_status: LatestOtaStatus, presence: PresenceView
+    ) -> None:
         self._devices = devices
         self._led = led
         self._ota_status = ota_status
+        self._presence = presence
 
     async def RegisterDevice(
         self,
@@ -40,7 +44,7 @@ class DeviceServicer(device_pb2_grpc.DeviceServiceServicer):
     ) -> device_pb2.RegisterDeviceResponse:
         reg = await self._devices.register(current_caller(), request.device_id, request.name, request.platform)
         return device_pb2.RegisterDeviceResponse(
-            device=convert.device(reg.device), mqtt=convert.mqtt_credentials(reg.credentials)
+            device=convert.shown_device(self._presence.show(reg.device)), mqtt=convert.mqtt_credentials(reg.credentials)
         )
 
     async def ListDevices(
@@ -52,12 +56,12 @@ class DeviceServicer(device_pb2_grpc.DeviceServiceServicer):
             online=request.online if request.HasField("online") else None,
             firmware_version=request.firmware_version or None,
         )
-        page = await self._devices.list(
-            current_caller(), flt, convert.page_request(request.page_size, request.page_token)
-        )
-        status = await self._ota_status.of(page.items)
+        page_request = convert.page_request(request.page_size, request.page_token)
+        stored = await self._devices.list(current_caller(), self._presence.store_filter(flt), page_request)
+        page = self._presence.page(stored, flt.online)
+        status = await self._ota_status.of([s.device for s in page.items])
         return device_pb2.ListDevicesResponse(
-            devices=[convert.device(d, status.get(d.device_id)) for d in page.items],
+            devices=[convert.shown_device(s, status.get(s.device.device_id)) for s in page.items],
             next_page_token=page.next_page_token,
         )
 
@@ -68,7 +72,8 @@ class DeviceServicer(device_pb2_grpc.DeviceServiceServicer):
     ) -> device_pb2.GetDeviceResponse:
         device = await self._devices.get(current_caller(), request.device_id)
         status = await self._ota_status.of([device])
-        return device_pb2.GetDeviceResponse(device=convert.device(device, status.get(device.device_id)))
+        shown = self._presence.show(device)
+        return device_pb2.GetDeviceResponse(device=convert.shown_device(shown, status.get(device.device_id)))
 
     async def DeleteDevice(
         self,
@@ -108,11 +113,12 @@ class DeviceServicer(device_pb2_grpc.DeviceServiceServicer):
             # Headers go out once subscribed: a client awaiting them knows it misses nothing after.
             await context.send_initial_metadata(())
             async for event in events:
+                shown = self._presence.show(event.device) if event.device is not None else None
                 yield device_pb2.WatchDeviceEventsResponse(
                     kind=EVENT_KIND_TO_PB[event.kind],
                     device_id=event.device_id,
                     time=convert.timestamp(event.time),
-                    device=convert.device(event.device) if event.device is not None else None,
+                    device=convert.shown_device(shown) if shown is not None else None,
                 )
         finally:
             events.close()

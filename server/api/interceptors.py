@@ -8,6 +8,7 @@ exceptions are logged with their traceback and answered INTERNAL without leaking
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import time
 import uuid
@@ -35,17 +36,40 @@ class Authorizer(Protocol):
 
 # The caller of the RPC being served, set by the interceptor; servicers read it.
 caller_var: ContextVar[Caller | None] = ContextVar("caller", default=None)
-# The client's address: the last X-Forwarded-For hop (the one Envoy appended), else the peer.
+# The client's address: the peer, or the X-Forwarded-For hop a trusted front appended.
 client_address_var: ContextVar[str] = ContextVar("client_address", default="")
 
+TrustedNetworks = tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
 
-def client_address(metadata: dict[str, str], peer: str) -> str:
-    forwarded = metadata.get("x-forwarded-for", "")
-    if forwarded:
-        return forwarded.split(",")[-1].strip()
+
+def client_address(metadata: dict[str, str], peer: str, trusted: TrustedNetworks = ()) -> str:
+    """Who is calling, for per-address throttles and the activity log.
+
+    Anyone can send an X-Forwarded-For header, so it is believed only when the connection comes
+    from a trusted front (TRUSTED_PROXIES; Envoy), and then only its last hop: the one the
+    front appended itself (Envoy runs with use_remote_address). Earlier hops are the client's
+    own claims. A direct caller is its peer address, whatever it sends."""
     # grpc peers look like "ipv4:127.0.0.1:5555" or "ipv6:[::1]:5555"
     kind, _, rest = peer.partition(":")
-    return rest.rsplit(":", 1)[0].strip("[]") if kind in ("ipv4", "ipv6") else peer
+    address = rest.rsplit(":", 1)[0].strip("[]") if kind in ("ipv4", "ipv6") else peer
+    forwarded = metadata.get("x-forwarded-for", "")
+    if not forwarded or not trusted or not _within(address, trusted):
+        return address
+    last_hop = forwarded.split(",")[-1].strip()
+    try:
+        return str(ipaddress.ip_address(last_hop))
+    except ValueError:
+        return address  # a front that appends garbage is misconfigured; fall back to the peer
+
+
+def _within(address: str, networks: TrustedNetworks) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return any(ip in network for network in networks)
 
 
 def current_caller() -> Caller:
@@ -60,8 +84,9 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
     # Health and reflection are infrastructure: no auth, no per-call log line.
     QUIET_PREFIXES = ("/grpc.health.v1.", "/grpc.reflection.")
 
-    def __init__(self, authorizer: Authorizer | None = None) -> None:
+    def __init__(self, authorizer: Authorizer | None = None, trusted_proxies: TrustedNetworks = ()) -> None:
         self._authorizer = authorizer
+        self._trusted_proxies = trusted_proxies
 
     async def intercept_service(
         self,
@@ -120,7 +145,7 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
         # Envoy sets x-request-id on every REST call; gRPC callers may send their own.
         request_id = metadata.get("x-request-id") or uuid.uuid4().hex
         request_id_var.set(request_id)
-        client_address_var.set(client_address(metadata, context.peer() or ""))
+        client_address_var.set(client_address(metadata, context.peer() or "", self._trusted_proxies))
         caller_var.set(None)
         started = time.perf_counter()
         if self._authorizer is not None:

@@ -1,5 +1,9 @@
 """The fleet overview: a page of the caller's devices (an admin's: every device), each with its
-latest OTA status, and totals computed by the store (not from the page)."""
+latest OTA status, and totals computed by the store (not from the page).
+
+Presence is shown as the PresenceView allows: while it is not known for every device, the online
+total counts only the devices heard since the broker connection came back (a walk over the
+stored-online devices, done only then)."""
 
 from __future__ import annotations
 
@@ -7,18 +11,20 @@ from dataclasses import dataclass, field, replace
 from functools import partial
 
 from server.core.caller import Caller
-from server.core.model import Device, OtaJobStatus
+from server.core.model import OtaJobStatus
 from server.core.ota_status import LatestOtaStatus
 from server.core.paging import pages
+from server.core.presence_view import PresenceView, ShownDevice
 from server.ports.store import DeviceFilter, DeviceSummary, Page, PageRequest, Store
 
 
 @dataclass(frozen=True)
 class DashboardView:
-    devices: Page[Device]
+    devices: Page[ShownDevice]
     ota_status: dict[str, OtaJobStatus]  # device id -> status of its latest job, if any
     totals: DeviceSummary
     by_ota_status: dict[str, int] = field(default_factory=dict)  # latest job's status -> devices
+    presence_known: bool = True
 
 
 # by_firmware's key for devices that haven't reported a version yet (the store says "").
@@ -26,9 +32,10 @@ UNREPORTED_FIRMWARE = "unknown"
 
 
 class Dashboard:
-    def __init__(self, store: Store, ota_status: LatestOtaStatus) -> None:
+    def __init__(self, store: Store, ota_status: LatestOtaStatus, presence: PresenceView) -> None:
         self._store = store
         self._ota_status = ota_status
+        self._presence = presence
 
     async def view(self, caller: Caller, page: PageRequest) -> DashboardView:
         owner = None if caller.is_admin else caller.user_id
@@ -40,8 +47,18 @@ class Dashboard:
             key = version or UNREPORTED_FIRMWARE
             by_firmware[key] = by_firmware.get(key, 0) + count
         totals = replace(totals, by_firmware=by_firmware)
+        known = self._presence.all_known
+        if not known:
+            online = await self._known_online(owner)
+            totals = replace(totals, online=online, offline=totals.devices - online)
         by_ota = await self._by_ota_status(owner)
-        return DashboardView(devices, ota_status, totals, by_ota)
+        return DashboardView(self._presence.page(devices, None), ota_status, totals, by_ota, known)
+
+    async def _known_online(self, owner: str | None) -> int:
+        count = 0
+        async for page in pages(partial(self._store.devices.list, DeviceFilter(owner_id=owner, online=True))):
+            count += sum(1 for d in page.items if self._presence.known(d))
+        return count
 
     async def _by_ota_status(self, owner: str | None) -> dict[str, int]:
         """Devices by the status of their latest OTA job, over all of the caller's devices (not

@@ -56,6 +56,8 @@ class IssuedCredentials:
     host: str
     port: int
     url: str
+    # The broker binds a device account to this client id (server/mqtt/dynsec.py).
+    client_id: str
 
 
 @dataclass(frozen=True)
@@ -225,4 +227,4 @@ class DeviceRegistry:
 
     @staticmethod
     def _credentials(address: BrokerAddress, username: str, password: str) -> IssuedCredentials:
-        return IssuedCredentials(username, password, address.host, address.port, address.url)
+        return IssuedCredentials(username, password, address.host, address.port, address.url, client_id=username)

@@ -20,7 +20,7 @@ from datetime import datetime
 from server.core.device_rules import validate_platform
 from server.core.errors import FailedPrecondition, InvalidArgument
 from server.core.model import ROLLOUT_ALLOWED_FROM, Device, OtaJob, OtaJobStatus, Rollout, RolloutStatus
-from server.core.releases import same_version, version_or_none
+from server.core.releases import require_version, same_version
 
 DEFAULT_BATCH_SIZE = 10
 MAX_BATCH_SIZE = 1000
@@ -60,8 +60,11 @@ def validate_request(
         problems.append(exc.message)
     version, from_version = version.strip(), from_version.strip()
     for name, value in (("version", version), ("fromVersion", from_version)):
-        if value and version_or_none(value) is None:
-            problems.append(f"{name} {value!r} is not a semantic version (e.g. 1.2.0)")
+        if value:
+            try:
+                require_version(name, value)
+            except InvalidArgument as exc:
+                problems.append(exc.message)
     batch = batch_size or DEFAULT_BATCH_SIZE
     if not 1 <= batch <= MAX_BATCH_SIZE:
         problems.append(f"batchSize must be between 1 and {MAX_BATCH_SIZE}")

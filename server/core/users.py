@@ -142,7 +142,7 @@ class Users:
                 user.user_id if user else SYSTEM, "user.login_failed", email[:MAX_EMAIL], address=client_address
             )
             raise Unauthenticated(BAD_CREDENTIALS)
-        self._throttle.succeeded(email)
+        self._throttle.succeeded(email, client_address, now)
         if user.blocked:
             raise PermissionDenied("account is blocked")
         if self._passwords.needs_rehash(user.password_hash):

@@ -10,6 +10,14 @@ Inbound messages are parsed in the listener and handed to a few workers, chosen 
 device's messages are handled in order while a slow handler for one device doesn't stall the
 rest. Nothing a device sends can stop the bridge: every failure is counted in
 `mqtt_messages_dropped_total{reason}` and logged at a bounded rate.
+
+That promise is kept in layers, because one missed case used to end all ingest for good (a
+parser error that was not a PayloadError escaped the listener, and a retained copy of the message
+killed it again after every restart): the parser refuses hostile input as PayloadError; the
+dispatch of one message drops *any* exception as `internal_error`; and if the listener still
+ends, the supervisor logs it, counts `mqtt_listener_failures_total` and reconnects as after a
+lost connection. `on_link` tells the application whenever the link goes up or down, so health
+says NOT_SERVING while no device can be heard.
 """
 
 from __future__ import annotations
@@ -20,6 +28,7 @@ import logging
 import random
 import ssl
 import uuid
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -92,6 +101,7 @@ class MqttBridge:
         tls_context: ssl.SSLContext | None = None,
         log_lines_per_minute: int = 5,
         clock: Clock | None = None,
+        on_link: Callable[[bool], None] | None = None,
     ) -> None:
         self._endpoint = parse_url(url)
         self._username = username
@@ -118,6 +128,7 @@ class MqttBridge:
         self._queues: list[asyncio.Queue[_Job]] = [asyncio.Queue(maxsize=1000) for _ in range(max(1, workers))]
         self._client: aiomqtt.Client | None = None
         self._connected = asyncio.Event()
+        self._on_link = on_link
         self._supervisor: asyncio.Task[None] | None = None
         self._workers: list[asyncio.Task[None]] = []
         self.connections = 0  # successful connects so far (tests and the dashboard read it)
@@ -147,8 +158,13 @@ class MqttBridge:
         """Disconnect cleanly, give queued messages `drain` seconds, then stop the workers."""
         if self._supervisor is not None:
             self._supervisor.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+            try:
                 await self._supervisor
+            except asyncio.CancelledError:
+                pass
+            except Exception:
+                # The supervisor never ends by itself; if a bug made it, stopping still completes.
+                log.exception("MQTT bridge supervisor had failed")
             self._supervisor = None
         if self._workers:
             with contextlib.suppress(TimeoutError):
@@ -200,10 +216,23 @@ class MqttBridge:
                     self._endpoint.port,
                     exc,
                 )
+            except Exception:
+                # A bug, not the network: the listener must not stay dead, so it is restarted
+                # like a lost connection (same back-off), loudly.
+                metrics.MQTT_LISTENER_FAILURES.inc()
+                self._limited.log(
+                    logging.ERROR,
+                    "listener_failed",
+                    "MQTT listener failed; reconnecting",
+                    exc_info=True,
+                )
             finally:
                 self._client = None
+                was_connected = self._connected.is_set()
                 self._connected.clear()
                 metrics.MQTT_CONNECTED.set(0)
+                if was_connected:
+                    self._notify_link(False)
             # Full jitter keeps a fleet of replicas from reconnecting in lock-step.
             await asyncio.sleep(random.uniform(backoff / 2, backoff))  # noqa: S311
             backoff = min(backoff * 2, self._backoff_max)
@@ -226,12 +255,21 @@ class MqttBridge:
             metrics.MQTT_RECONNECTS.inc()
         metrics.MQTT_CONNECTED.set(1)
         self._connected.set()
+        self._notify_link(True)
         log.info(
             "MQTT bridge connected to %s:%s as %s",
             self._endpoint.host,
             self._endpoint.port,
             self._client_id,
         )
+
+    def _notify_link(self, up: bool) -> None:
+        if self._on_link is None:
+            return
+        try:
+            self._on_link(up)
+        except Exception:
+            log.exception("MQTT link callback failed")
 
     # ---- inbound ---------------------------------------------------------------------------
 
@@ -247,6 +285,22 @@ class MqttBridge:
         )
 
     async def _dispatch(self, message: aiomqtt.Message) -> None:
+        """Validate one message and queue it for its device's worker; any failure is a drop."""
+        try:
+            await self._dispatch_one(message)
+        except Exception as exc:
+            # Whatever the cause, it concerns this message only: drop it, never the listener.
+            metrics.MQTT_DROPPED.labels("internal_error").inc()
+            self._limited.log(
+                logging.ERROR,
+                "internal_error",
+                "dropped MQTT message on %r (internal_error): %s",
+                str(getattr(message.topic, "value", "?"))[:200],
+                type(exc).__name__,
+                exc_info=True,
+            )
+
+    async def _dispatch_one(self, message: aiomqtt.Message) -> None:
         topic = message.topic.value
         parsed = parse_inbound(topic)
         if parsed is None:

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from server.mqtt.topics import device_filter
+from server.mqtt.topics import device_filter, is_valid_device_id
 
 TOPIC = "$CONTROL/dynamic-security/v1"
 RESPONSE_TOPIC = TOPIC + "/response"
@@ -76,6 +76,11 @@ class Account:
     password: str
     role: str
     acls: tuple[Acl, ...]
+    # The only MQTT client id this account may connect with; None lets it use any (the backend's
+    # replicas each pick their own). Without it, anyone holding valid credentials of another
+    # account could connect with a device's client id and the broker would drop the device's
+    # session for the newcomer's (its Last Will then reports it offline).
+    client_id: str | None = None
     # Re-enable a disabled client. The launcher does (it repairs the backend); a device keeps a
     # disable, which is how blocking works.
     enable: bool = False
@@ -94,8 +99,10 @@ def device_acls(device_id: str) -> tuple[Acl, ...]:
 
 
 def device_account(device_id: str, password: str) -> Account:
-    """A device: its own username and role, confined to devices/{id}/#."""
-    return Account(device_id, password, device_role(device_id), device_acls(device_id), exclusive=True)
+    """A device: its own username and role, confined to devices/{id}/#, bound to client id == id."""
+    return Account(
+        device_id, password, device_role(device_id), device_acls(device_id), client_id=device_id, exclusive=True
+    )
 
 
 def backend_account(username: str, password: str) -> Account:
@@ -128,14 +135,15 @@ def ensure(account: Account, role_response: Response, client_response: Response)
         if (t, f) not in have
     ]
     if client_response.get("error"):
-        commands.append(
-            {
-                "command": "createClient",
-                "username": account.username,
-                "password": account.password,
-                "roles": [{"rolename": account.role}],
-            }
-        )
+        create: Command = {
+            "command": "createClient",
+            "username": account.username,
+            "password": account.password,
+            "roles": [{"rolename": account.role}],
+        }
+        if account.client_id is not None:
+            create["clientid"] = account.client_id
+        commands.append(create)
         return commands
     client = client_response["data"]["client"]
     roles = {r.get("rolename") for r in client.get("roles", [])}
@@ -146,6 +154,38 @@ def ensure(account: Account, role_response: Response, client_response: Response)
         commands.append({"command": "addClientRole", "username": account.username, "rolename": account.role})
     if account.enable and client.get("disabled"):
         commands.append(set_enabled(account.username, True))
+    if account.client_id is not None and client.get("clientid") != account.client_id:
+        # Accounts made before the binding existed get it on their next rotation.
+        commands.append(bind_client_id(account.username, account.client_id))
+    return commands
+
+
+def bind_client_id(username: str, client_id: str) -> Command:
+    """Like every modifyClient, this also disconnects the client's open sessions."""
+    return {"command": "modifyClient", "username": username, "clientid": client_id}
+
+
+def list_clients() -> Command:
+    """Every client with its roles, groups and client id (`verbose`), unpaged."""
+    return {"command": "listClients", "verbose": True}
+
+
+def bind_device_client_ids(list_response: Response) -> list[Command]:
+    """For a `listClients` answer: bind each device account not yet bound to its client id.
+
+    A device account is one this module made: username a device id, holding exactly its own
+    device role and no group. Others (admin, backend, hand-made) are left alone. An account
+    already bound sends nothing, so running this at every start costs one listing.
+    """
+    commands: list[Command] = []
+    for client in list_response.get("data", {}).get("clients", []):
+        username = client.get("username")
+        if not isinstance(username, str) or not is_valid_device_id(username):
+            continue
+        roles = {r.get("rolename") for r in client.get("roles", [])}
+        if roles != {device_role(username)} or client.get("groups") or client.get("clientid") == username:
+            continue
+        commands.append(bind_client_id(username, username))
     return commands
 
 

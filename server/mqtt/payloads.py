@@ -7,6 +7,13 @@ range. Unknown keys are kept as `extra` only when they are few, short and scalar
 is silently left out rather than failing the whole message, so newer firmware that adds a field
 still reports. A failure raises PayloadError with a short reason code used as a metric label.
 
+Decoding is bounded before and during `json.loads`, because the standard decoder is not: an
+integer literal of more than 4,300 digits makes it raise a plain ValueError (CPython's int
+conversion limit), shorter ones still cost quadratic time, and nesting is limited only by the
+interpreter's recursion limit. So nesting deeper than MAX_DEPTH is refused up front (as
+malformed_json), and number literals longer than any in-range value are never converted: they
+decode to a marker that the field checks reject as out of range (and `extra` leaves out).
+
 Outbound, `encode_led_command` and `encode_ota_offer` are the only places that know the JSON
 of commands and OTA offers; core hands the bridge typed values.
 """
@@ -29,6 +36,12 @@ MAX_EXTRA_KEY_LEN = 32
 MAX_EXTRA_STR_LEN = 64
 MAX_ID_LEN = 64
 MAX_ERROR_LEN = 256
+# No field nests at all; a little slack keeps a newer firmware's small objects in `extra` legal.
+MAX_DEPTH = 8
+# int64 has 19 digits; with a sign, 20 characters is the longest literal any field could accept.
+MAX_INT_LITERAL = 20
+# Longer float literals carry no more precision (a double has 17 significant digits).
+MAX_FLOAT_LITERAL = 64
 VERSION_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+~-]{0,31}")
 _EXTRA_KEY_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*")
 _HEAP_MAX = 2**32 - 1  # bytes; more than any ESP32 (even with PSRAM) has; fits the API's uint32
@@ -65,13 +78,71 @@ def _reject_constant(name: str) -> NoReturn:
     _fail("malformed_json", f"{name} is not JSON")
 
 
-def decode_object(payload: bytes, max_size: int = DEFAULT_MAX_PAYLOAD) -> dict[str, Any]:
+class _TooLong:
+    """A number literal too long to be in range for any field: never converted, always refused."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "<number too long>"
+
+
+TOO_LONG = _TooLong()
+
+
+def _int_literal(text: str) -> int | _TooLong:
+    return TOO_LONG if len(text) > MAX_INT_LITERAL else int(text)
+
+
+def _float_literal(text: str) -> float | _TooLong:
+    return TOO_LONG if len(text) > MAX_FLOAT_LITERAL else float(text)
+
+
+# The bytes that decide nesting: escapes (skipped, so an escaped quote can't end a string),
+# quotes (toggle "inside a string") and brackets. One linear pass; no backtracking to exploit.
+_STRUCTURE_RE = re.compile(rb'\\.|["\[\]{}]', re.DOTALL)
+
+
+def _check_depth(payload: bytes) -> None:
+    """Refuse nesting deeper than MAX_DEPTH before the recursive decoder sees it."""
+    depth = 0
+    in_string = False
+    for match in _STRUCTURE_RE.finditer(payload):
+        token = match.group()
+        if token == b'"':
+            in_string = not in_string
+        elif in_string or len(token) == 2:
+            continue  # a bracket inside a string, or an escape (only meaningful in strings)
+        elif token in (b"[", b"{"):
+            depth += 1
+            if depth > MAX_DEPTH:
+                _fail("malformed_json", f"nested deeper than {MAX_DEPTH}")
+        else:
+            depth -= 1
+
+
+def _decode(payload: bytes, max_size: int) -> Any:
+    """Any JSON value, within the size, depth and number-length bounds."""
     if len(payload) > max_size:
         _fail("oversized", f"{len(payload)} bytes > {max_size}")
+    _check_depth(payload)
     try:
-        value = json.loads(payload.decode("utf-8"), parse_constant=_reject_constant)
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        return json.loads(
+            payload.decode("utf-8"),
+            parse_constant=_reject_constant,
+            parse_int=_int_literal,
+            parse_float=_float_literal,
+        )
+    except PayloadError:
+        raise
+    # ValueError covers JSONDecodeError and UnicodeDecodeError, and whatever else a hostile
+    # literal makes the decoder raise; RecursionError is the backstop for the depth check.
+    except (ValueError, RecursionError):
         _fail("malformed_json")
+
+
+def decode_object(payload: bytes, max_size: int = DEFAULT_MAX_PAYLOAD) -> dict[str, Any]:
+    value = _decode(payload, max_size)
     if not isinstance(value, dict):
         _fail("not_object", type(value).__name__)
     return value
@@ -83,6 +154,8 @@ def _int(obj: dict[str, Any], key: str, lo: int, hi: int, *, required: bool) -> 
         if required:
             _fail("missing_field", key)
         return None
+    if value is TOO_LONG:
+        _fail("out_of_range", f"{key} has more than {MAX_INT_LITERAL} characters")
     if type(value) is not int:  # bool is a subclass of int; 1.0 is not an int
         _fail("wrong_type", f"{key} must be an integer")
     if not lo <= value <= hi:
@@ -191,10 +264,7 @@ def parse_presence(payload: bytes, max_size: int = DEFAULT_MAX_PAYLOAD) -> bool:
     text = payload.strip()
     if text in (b"online", b"offline"):
         return text == b"online"
-    try:
-        value = json.loads(text.decode("utf-8"), parse_constant=_reject_constant)
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
-        _fail("malformed_json")
+    value = _decode(text, max_size)
     if isinstance(value, str) and value in ("online", "offline"):
         return value == "online"
     if not isinstance(value, dict):

@@ -2,9 +2,10 @@
 
 Each device gets a client named after its deviceId and a role `device-<id>` allowing publish and
 subscribe on `devices/<id>/#` and nothing else (the plugin's default denies everything not
-granted). Commands go to `$CONTROL/dynamic-security/v1` as JSON; the plugin answers on
-`.../response`, to every subscriber at once, so each request carries correlationData and only
-its sender resolves it.
+granted). The client may connect only with client id == deviceId, so no other account can take
+over a device's session by reusing its client id. The commands are built in server/mqtt/dynsec.py;
+they go to `$CONTROL/dynamic-security/v1` as JSON; the plugin answers on `.../response`, to every
+subscriber at once, so each request carries correlationData and only its sender resolves it.
 
 This uses its own connection rather than the bridge's. The bridge's client is busy with the
 device firehose and reconnects on its own schedule; provisioning is rare, request/response, and
@@ -71,7 +72,8 @@ class DynsecBrokerAdmin:
     # ---- BrokerAdmin -----------------------------------------------------------------------
 
     async def create_device_client(self, device_id: str, password: str) -> DeviceCredentials:
-        """Idempotent: an existing device client gets the new password and its role repaired."""
+        """Idempotent: an existing device client gets the new password, and its role and client-id
+        binding repaired."""
         self._check_id(device_id)
         for attempt in range(2):
             try:
@@ -96,6 +98,24 @@ class DynsecBrokerAdmin:
     async def set_device_password(self, device_id: str, password: str) -> None:
         self._check_id(device_id)
         await self._call_one(dynsec.set_password(device_id, password))
+
+    async def bind_device_client_ids(self) -> int:
+        """Bind every device account made before client ids were bound; return how many.
+
+        New and rotated accounts are bound by create_device_client. This catches the rest at
+        start-up, in one listing and one batch, so an upgraded broker is not left open to
+        client-id takeover until each device happens to be rotated. A device that connected
+        with another client id is disconnected by the change and must reconnect with its id.
+        """
+        (listing,) = await self._call([dynsec.list_clients()])
+        for err in dynsec.errors([listing]):
+            raise self._map(err)
+        commands = dynsec.bind_device_client_ids(listing)
+        for err in dynsec.errors(await self._call(commands)):
+            # Deleted between the listing and the change: nothing left to bind.
+            if not err.not_found:
+                raise self._map(err)
+        return len(commands)
 
     async def close(self) -> None:
         await self._disconnect()

@@ -17,6 +17,7 @@ import base64
 import binascii
 import json
 from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import Enum
 from typing import Any, Protocol, TypeVar
@@ -111,6 +112,25 @@ def decode_token(kind: str, token: str) -> tuple[int, str]:
     ):
         raise InvalidArgument("malformed page token")
     return value[1], value[2]
+
+
+@dataclass(frozen=True)
+class ListOrder:
+    """How one list is ordered and paged, the same on both adapters: by (sort, id) under neutral
+    names, ascending or not; kind tags its page tokens, so a token from one list is refused by
+    another."""
+
+    kind: str
+    sort: str
+    id: str
+    descending: bool
+
+
+USER_LIST = ListOrder("users", "created_at", "user_id", descending=False)
+DEVICE_LIST = ListOrder("devices", "created_at", "device_id", descending=False)
+JOB_LIST = ListOrder("ota_jobs", "created_at", "job_id", descending=True)  # newest first
+ROLLOUT_LIST = ListOrder("rollouts", "created_at", "rollout_id", descending=True)
+ACTIVITY_LIST = ListOrder("activity", "time", "entry_id", descending=True)
 
 
 def cut_page(

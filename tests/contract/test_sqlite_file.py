@@ -15,6 +15,7 @@ from server.store.factory import open_store
 from server.store.sqlite import open_sqlite_store
 from server.store.sqlite.schema import MIGRATIONS, SCHEMA_VERSION
 from tests.support.factory import Factory
+from tests.support.stores import sqlite_store
 
 
 async def test_data_survives_a_restart_under_data_dir(tmp_path: pathlib.Path) -> None:
@@ -82,7 +83,6 @@ async def test_a_file_from_schema_version_1_is_migrated_and_its_rows_still_read(
 
 async def test_many_concurrent_callers_do_not_block_the_loop(tmp_path: pathlib.Path) -> None:
     f = Factory()
-    store = await open_sqlite_store(tmp_path / "control-plane.db")
     ticks = 0
     stop = asyncio.Event()
 
@@ -92,7 +92,7 @@ async def test_many_concurrent_callers_do_not_block_the_loop(tmp_path: pathlib.P
             ticks += 1
             await asyncio.sleep(0)
 
-    try:
+    async with sqlite_store(tmp_path) as store:
         task = asyncio.create_task(ticker())
         devices = [f.device() for _ in range(200)]
         await asyncio.gather(*(store.devices.create(d) for d in devices))
@@ -101,5 +101,35 @@ async def test_many_concurrent_callers_do_not_block_the_loop(tmp_path: pathlib.P
         await task
         assert all(len(p.items) == 200 for p in pages)
         assert ticks > 50  # the loop kept running while the threads worked
+
+
+def _mode(path: pathlib.Path) -> int:
+    return path.stat().st_mode & 0o777
+
+
+async def test_the_database_and_its_wal_and_shm_are_owner_only(tmp_path: pathlib.Path) -> None:
+    data = tmp_path / "data"
+    store = await open_store(None, data)
+    try:
+        await store.users.create(Factory().user())  # a write, so the -wal and -shm files exist
+        files = [data / "control-plane.db", data / "control-plane.db-wal", data / "control-plane.db-shm"]
+        assert all(f.exists() for f in files)
+        assert {f.name: oct(_mode(f)) for f in files} == {f.name: "0o600" for f in files}
+        assert oct(_mode(data)) == "0o700"
     finally:
         await store.close()
+
+
+async def test_files_an_older_server_left_readable_are_tightened(tmp_path: pathlib.Path) -> None:
+    data = tmp_path / "data"
+    store = await open_store(None, data)
+    await store.close()
+    data.chmod(0o755)
+    for f in data.iterdir():
+        f.chmod(0o644)
+    reopened = await open_store(None, data)
+    try:
+        assert oct(_mode(data)) == "0o700"
+        assert {oct(_mode(f)) for f in data.iterdir() if f.name.startswith("control-plane.db")} == {"0o600"}
+    finally:
+        await reopened.close()

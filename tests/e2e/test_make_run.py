@@ -93,3 +93,10 @@ def test_killing_the_supervisor_outright_leaves_nothing_behind(stack: Stack) -> 
             return
         time.sleep(0.2)
     pytest.fail(f"left behind: {processes_mentioning(str(stack.data_dir))}")
+
+
+def test_the_database_files_are_private_to_the_owner(stack: Stack) -> None:
+    db = stack.data_dir / "control-plane.db"
+    assert stack.data_dir.stat().st_mode & 0o777 == 0o700
+    for path in (db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")):
+        assert path.stat().st_mode & 0o777 == 0o600, path

@@ -5,17 +5,24 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import select
 import socket
+import subprocess
+import sys
+import urllib.error
+import urllib.request
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import grpc
 import jwt
 import pytest
 
+from iot.v1 import auth_pb2, auth_pb2_grpc
 from server.app import ControlPlane
 from tests.support.net import http
 from tests.support.servers import make_settings, running_gateway, running_plane
@@ -49,6 +56,19 @@ class Front:
         )
         assert status == 200, login
         return str(login["token"]), str(body["user"]["userId"])
+
+    async def grpc_login(self, email: str, password: str, forwarded_for: str) -> grpc.StatusCode:
+        """Log in over gRPC as Envoy would forward it: from loopback, with X-Forwarded-For."""
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{self.grpc_port}") as channel:
+            stub = auth_pb2_grpc.AuthServiceStub(channel)
+            try:
+                await stub.Login(
+                    auth_pb2.LoginRequest(email=email, password=password),
+                    metadata=(("x-forwarded-for", forwarded_for),),
+                )
+            except grpc.aio.AioRpcError as exc:
+                return exc.code()
+        return grpc.StatusCode.OK
 
 
 @pytest.fixture(scope="module")
@@ -165,3 +185,100 @@ async def test_usernames_that_pose_as_another_are_refused(front: Front) -> None:
     # Separators between letters stay allowed: they name different people.
     status, body = await front.register("ro.ot", "roodot@example.com")
     assert status == 200 and body["user"]["username"] == "ro.ot", body
+
+
+# --- item 3: failed logins cannot lock the owner out ------------------------------------------
+
+
+async def test_guesses_from_one_address_do_not_lock_the_owner_out(front: Front) -> None:
+    await front.token("olga")
+    attacker = [await front.grpc_login("olga@example.com", "wrong guess", "203.0.113.7") for _ in range(7)]
+    assert attacker[:5] == [grpc.StatusCode.UNAUTHENTICATED] * 5
+    assert attacker[-1] == grpc.StatusCode.RESOURCE_EXHAUSTED
+    # The attacker's address stays throttled even with the right password...
+    assert await front.grpc_login("olga@example.com", PASSWORD, "203.0.113.7") == grpc.StatusCode.RESOURCE_EXHAUSTED
+    # ...but the owner, from an address never seen before, gets in.
+    assert await front.grpc_login("olga@example.com", PASSWORD, "198.51.100.20") == grpc.StatusCode.OK
+
+
+async def test_guesses_from_many_addresses_do_not_lock_out_a_known_address(front: Front) -> None:
+    await front.token("pavel")
+    assert await front.grpc_login("pavel@example.com", PASSWORD, "198.51.100.30") == grpc.StatusCode.OK
+    codes = [await front.grpc_login("pavel@example.com", "wrong guess", f"203.0.113.{i}") for i in range(14)]
+    # Brute force stays infeasible: the account's shared budget for strangers runs out...
+    assert grpc.StatusCode.RESOURCE_EXHAUSTED in codes
+    assert await front.grpc_login("pavel@example.com", PASSWORD, "192.0.2.99") == grpc.StatusCode.RESOURCE_EXHAUSTED
+    # ...while the owner's own address is never locked out by others' failures.
+    assert await front.grpc_login("pavel@example.com", PASSWORD, "198.51.100.30") == grpc.StatusCode.OK
+
+
+# --- item 4: X-Forwarded-For is believed only from the configured front ------------------------
+
+
+def spray_rest(base: str, count: int) -> list[int]:
+    """Wrong logins for `count` different accounts, each claiming a new X-Forwarded-For."""
+    statuses = []
+    for i in range(count):
+        request = urllib.request.Request(
+            base + "/api/auth/login",
+            data=json.dumps({"email": f"victim{i}@example.com", "password": "wrong guess"}).encode(),
+            method="POST",
+            headers={"content-type": "application/json", "x-forwarded-for": f"198.18.{i // 250}.{i % 250 + 1}"},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                statuses.append(response.status)
+        except urllib.error.HTTPError as exc:
+            with exc:
+                statuses.append(exc.code)
+    return statuses
+
+
+async def test_a_direct_grpc_caller_cannot_claim_another_address(tmp_path: Path) -> None:
+    # The front is elsewhere (192.0.2.1): this test's loopback connection is an ordinary client.
+    plane = ControlPlane(make_settings(tmp_path, JWT_SECRET=JWT_SECRET, TRUSTED_PROXIES="192.0.2.1"))
+    async with running_plane(plane):
+        front = Front("", "127.0.0.1", 0, plane.port, plane)
+        codes = [
+            await front.grpc_login(f"victim{i}@example.com", "wrong guess", f"198.18.0.{i + 1}") for i in range(23)
+        ]
+    # Password spraying from one address is throttled after 20, whatever addresses it claims.
+    assert codes[:20] == [grpc.StatusCode.UNAUTHENTICATED] * 20
+    assert codes[-1] == grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+async def test_a_rest_client_cannot_claim_another_address_through_envoy(tmp_path: Path) -> None:
+    plane = ControlPlane(make_settings(tmp_path, JWT_SECRET=JWT_SECRET))
+    async with running_plane(plane):
+        with running_gateway(plane.port, tmp_path / "envoy") as gateway:
+            statuses = await asyncio.to_thread(spray_rest, f"http://127.0.0.1:{gateway.port}", 23)
+    # Envoy appends the real peer; the server believes only that last hop.
+    assert statuses[:20] == [401] * 20 and statuses[-1] == 429
+
+
+# --- item 11: production refuses a guessable JWT_SECRET --------------------------------------
+
+
+def test_the_server_refuses_to_start_in_production_with_a_low_entropy_secret(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k not in ("JWT_SECRET", "ENV", "NODE_ENV")}
+    env.update(ENV="production", DATA_DIR=str(tmp_path), GRPC_HOST="127.0.0.1", GRPC_PORT="0")
+    for weak in ("a" * 32, "ab" * 20, "abcdefghijklmnopqrstuvwxyz0123456789"):
+        result = subprocess.run(
+            [sys.executable, "-m", "server"],
+            env=dict(env, JWT_SECRET=weak),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert result.returncode == 2, result.stderr
+        assert "JWT_SECRET is too predictable" in result.stderr and weak not in result.stderr
+    strong = subprocess.run(
+        [sys.executable, "-m", "server", "check-config"],
+        env=dict(env, JWT_SECRET="q8Vt3mZpL0xR7cWn2bJy5kHd9sFg4aTe"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert strong.returncode == 0, strong.stderr

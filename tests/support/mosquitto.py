@@ -102,7 +102,8 @@ class DeviceClient:
         self.connack = None
         c = mqtt.Client(
             CallbackAPIVersion.VERSION2,
-            client_id=self.client_id or f"dev-{self.username}",
+            # A device account may connect only with client id == its username (the device id).
+            client_id=self.client_id or self.username,
             protocol=mqtt.MQTTv5,
         )
         c.username_pw_set(self.username, self.password)

@@ -29,7 +29,7 @@ def test_free_failures_then_exponential_wait_with_a_retry_hint() -> None:
 
 
 def test_wait_is_capped_and_forgotten_after_a_quiet_period() -> None:
-    throttle = LoginThrottle(account=POLICY, address=POLICY)
+    throttle = LoginThrottle(account=POLICY, address=POLICY, pair=POLICY)
     for _ in range(30):
         throttle.failed("a@x", "", T0)
     with pytest.raises(ResourceExhausted) as info:
@@ -54,3 +54,41 @@ def test_one_address_trying_many_accounts_is_throttled() -> None:
     with pytest.raises(ResourceExhausted):
         throttle.check("fresh@x", "9.9.9.9", T0)
     throttle.check("fresh@x", "8.8.8.8", T0)
+
+
+def test_guesses_from_one_address_do_not_lock_the_owner_out_elsewhere() -> None:
+    throttle = LoginThrottle()
+    for _ in range(7):
+        throttle.failed("owner@x", "203.0.113.7", T0)
+    with pytest.raises(ResourceExhausted):
+        throttle.check("owner@x", "203.0.113.7", T0)  # the guesser waits
+    throttle.check("owner@x", "198.51.100.20", T0)  # the owner, somewhere else, does not
+
+
+def test_many_addresses_lock_new_ones_but_never_an_address_the_owner_used() -> None:
+    throttle = LoginThrottle()
+    throttle.succeeded("owner@x", "198.51.100.30", T0)
+    for i in range(40):
+        throttle.failed("owner@x", f"203.0.113.{i}", at(i))
+    with pytest.raises(ResourceExhausted):
+        throttle.check("owner@x", "192.0.2.99", at(40))  # a fresh address shares the account's budget
+    throttle.check("owner@x", "198.51.100.30", at(40))
+
+
+def test_a_known_address_has_its_own_softer_limit() -> None:
+    throttle = LoginThrottle()
+    throttle.succeeded("owner@x", "198.51.100.30", T0)
+    for _ in range(10):
+        throttle.check("owner@x", "198.51.100.30", T0)
+        throttle.failed("owner@x", "198.51.100.30", T0)
+    with pytest.raises(ResourceExhausted):
+        throttle.check("owner@x", "198.51.100.30", T0)
+
+
+def test_ipv6_addresses_count_per_64() -> None:
+    throttle = LoginThrottle()
+    for i in range(7):
+        throttle.failed("owner@x", f"2001:db8:1:2::{i + 1:x}", T0)
+    with pytest.raises(ResourceExhausted):
+        throttle.check("owner@x", "2001:db8:1:2:ffff::1", T0)
+    throttle.check("owner@x", "2001:db8:1:3::1", T0)

@@ -27,8 +27,41 @@ def test_production_refuses_missing_or_default_jwt_secret(mode_var: str, secret:
 def test_production_refuses_short_secret_and_accepts_strong_one() -> None:
     with pytest.raises(SettingsError, match="at least 32"):
         Settings.from_env({"ENV": "production", "JWT_SECRET": "x" * 16})
-    s = Settings.from_env({"NODE_ENV": "production", "JWT_SECRET": "k" * 40})
-    assert s.production and s.jwt_secret == "k" * 40 and not s.jwt_secret_generated
+    strong = "q8Vt3mZpL0xR7cWn2bJy5kHd9sFg4aTe"
+    s = Settings.from_env({"NODE_ENV": "production", "JWT_SECRET": strong})
+    assert s.production and s.jwt_secret == strong and not s.jwt_secret_generated
+
+
+@pytest.mark.parametrize(
+    "secret",
+    [
+        "a" * 32,
+        "k" * 40,
+        "ab" * 16,
+        "password1234password1234password",
+        "abcdefghijklmnopqrstuvwxyz012345",
+        "0123456789" * 4,
+        "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaab",
+        "aaaabbbbaaaabbbbccccaaaabbbbddddaaaa",
+    ],
+)
+def test_production_refuses_low_entropy_secrets(secret: str) -> None:
+    with pytest.raises(SettingsError, match="JWT_SECRET is too predictable") as info:
+        Settings.from_env({"ENV": "production", "JWT_SECRET": secret})
+    assert secret not in str(info.value)  # the message never echoes the secret
+
+
+def test_production_accepts_what_the_usual_generators_make() -> None:
+    import base64
+    import secrets
+
+    for _ in range(2000):
+        for secret in (
+            secrets.token_hex(16),
+            secrets.token_urlsafe(32),
+            base64.b64encode(secrets.token_bytes(32)).decode(),
+        ):
+            assert Settings.from_env({"ENV": "production", "JWT_SECRET": secret}).jwt_secret == secret
 
 
 def test_every_problem_is_reported_at_once_with_its_variable() -> None:
@@ -52,3 +85,20 @@ def test_offline_timeout_defaults_to_three_heartbeats() -> None:
 def test_secrets_stay_out_of_repr() -> None:
     s = Settings.from_env({"JWT_SECRET": "very-secret-value", "MQTT_PASS": "broker-pass"})
     assert "very-secret-value" not in repr(s) and "broker-pass" not in repr(s)
+
+
+def test_trusted_proxies_default_to_loopback_and_parse_addresses_and_blocks() -> None:
+    default = Settings.from_env({}).trusted_proxies
+    assert [str(n) for n in default] == ["127.0.0.0/8", "::1/128"]
+    custom = Settings.from_env({"TRUSTED_PROXIES": "10.0.0.0/8, 192.0.2.7 ,fd00::/8"}).trusted_proxies
+    assert [str(n) for n in custom] == ["10.0.0.0/8", "192.0.2.7/32", "fd00::/8"]
+    assert Settings.from_env({"TRUSTED_PROXIES": "none"}).trusted_proxies == ()
+    with pytest.raises(SettingsError, match="TRUSTED_PROXIES entry 'envoy'"):
+        Settings.from_env({"TRUSTED_PROXIES": "127.0.0.1,envoy"})
+
+
+def test_password_min_length_has_a_floor_of_eight() -> None:
+    # The README promises 8 as the floor: a weaker policy stops the server with the variable named.
+    with pytest.raises(SettingsError, match=r"PASSWORD_MIN_LENGTH.*\[8, 1024\]"):
+        Settings.from_env({"PASSWORD_MIN_LENGTH": "7"})
+    assert Settings.from_env({"PASSWORD_MIN_LENGTH": "8"}).password_min_length == 8

@@ -227,6 +227,7 @@ class Device(_message.Message):
     BLOCKED_FIELD_NUMBER: _builtins.int
     CREATED_AT_FIELD_NUMBER: _builtins.int
     OTA_STATUS_FIELD_NUMBER: _builtins.int
+    PRESENCE_KNOWN_FIELD_NUMBER: _builtins.int
     device_id: _builtins.str
     name: _builtins.str
     owner_id: _builtins.str
@@ -238,6 +239,11 @@ class Device(_message.Message):
     blocked: _builtins.bool
     ota_status: Global___OtaJobStatus.ValueType
     """Status of the device's most recent OTA job, UNSPECIFIED when it never had one."""
+    presence_known: _builtins.bool
+    """False while this control plane cannot vouch for `online`: its broker connection is down,
+    or came back less than one offline timeout ago and the device has not been heard since.
+    `online` is then false, whatever the device last said (server/core/presence_view.py).
+    """
     @_builtins.property
     def last_seen(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -259,10 +265,11 @@ class Device(_message.Message):
         blocked: _builtins.bool = ...,
         created_at: _timestamp_pb2.Timestamp | None = ...,
         ota_status: Global___OtaJobStatus.ValueType = ...,
+        presence_known: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "health", b"health", "last_seen", b"last_seen"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["blocked", b"blocked", "created_at", b"created_at", "device_id", b"device_id", "firmware_version", b"firmware_version", "health", b"health", "last_seen", b"last_seen", "led", b"led", "name", b"name", "online", b"online", "ota_status", b"ota_status", "owner_id", b"owner_id", "platform", b"platform"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["blocked", b"blocked", "created_at", b"created_at", "device_id", b"device_id", "firmware_version", b"firmware_version", "health", b"health", "last_seen", b"last_seen", "led", b"led", "name", b"name", "online", b"online", "ota_status", b"ota_status", "owner_id", b"owner_id", "platform", b"platform", "presence_known", b"presence_known"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -279,12 +286,17 @@ class MqttCredentials(_message.Message):
     HOST_FIELD_NUMBER: _builtins.int
     PORT_FIELD_NUMBER: _builtins.int
     URL_FIELD_NUMBER: _builtins.int
+    CLIENT_ID_FIELD_NUMBER: _builtins.int
     username: _builtins.str
     password: _builtins.str
     host: _builtins.str
     port: _builtins.int
     url: _builtins.str
     """e.g. "mqtt://broker.example:1883" """
+    client_id: _builtins.str
+    """The MQTT client id to connect with; the broker refuses this account under any other.
+    It is the device id.
+    """
     def __init__(
         self,
         *,
@@ -293,10 +305,11 @@ class MqttCredentials(_message.Message):
         host: _builtins.str = ...,
         port: _builtins.int = ...,
         url: _builtins.str = ...,
+        client_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["host", b"host", "password", b"password", "port", b"port", "url", b"url", "username", b"username"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["client_id", b"client_id", "host", b"host", "password", b"password", "port", b"port", "url", b"url", "username", b"username"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

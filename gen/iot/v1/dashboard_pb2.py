@@ -26,7 +26,7 @@ from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from iot.v1 import common_pb2 as iot_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16iot/v1/dashboard.proto\x12\x06iot.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x13iot/v1/common.proto\"<\n\x13GetDashboardRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"\xba\x02\n\x0f\x44\x61shboardTotals\x12\x0f\n\x07\x64\x65vices\x18\x01 \x01(\x05\x12\x0e\n\x06online\x18\x02 \x01(\x05\x12\x0f\n\x07offline\x18\x03 \x01(\x05\x12\x0f\n\x07\x62locked\x18\x04 \x01(\x05\x12<\n\x0b\x62y_firmware\x18\x05 \x03(\x0b\x32\'.iot.v1.DashboardTotals.ByFirmwareEntry\x12?\n\rby_ota_status\x18\x06 \x03(\x0b\x32(.iot.v1.DashboardTotals.ByOtaStatusEntry\x1a\x31\n\x0f\x42yFirmwareEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x05:\x02\x38\x01\x1a\x32\n\x10\x42yOtaStatusEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x05:\x02\x38\x01\"y\n\x14GetDashboardResponse\x12\x1f\n\x07\x64\x65vices\x18\x01 \x03(\x0b\x32\x0e.iot.v1.Device\x12\'\n\x06totals\x18\x02 \x01(\x0b\x32\x17.iot.v1.DashboardTotals\x12\x17\n\x0fnext_page_token\x18\x03 \x01(\t2u\n\x10\x44\x61shboardService\x12\x61\n\x0cGetDashboard\x12\x1b.iot.v1.GetDashboardRequest\x1a\x1c.iot.v1.GetDashboardResponse\"\x16\x82\xd3\xe4\x93\x02\x10\x12\x0e/api/dashboardb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16iot/v1/dashboard.proto\x12\x06iot.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x13iot/v1/common.proto\"<\n\x13GetDashboardRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"\xd2\x02\n\x0f\x44\x61shboardTotals\x12\x0f\n\x07\x64\x65vices\x18\x01 \x01(\x05\x12\x0e\n\x06online\x18\x02 \x01(\x05\x12\x0f\n\x07offline\x18\x03 \x01(\x05\x12\x0f\n\x07\x62locked\x18\x04 \x01(\x05\x12<\n\x0b\x62y_firmware\x18\x05 \x03(\x0b\x32\'.iot.v1.DashboardTotals.ByFirmwareEntry\x12?\n\rby_ota_status\x18\x06 \x03(\x0b\x32(.iot.v1.DashboardTotals.ByOtaStatusEntry\x12\x16\n\x0epresence_known\x18\x07 \x01(\x08\x1a\x31\n\x0f\x42yFirmwareEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x05:\x02\x38\x01\x1a\x32\n\x10\x42yOtaStatusEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x05:\x02\x38\x01\"y\n\x14GetDashboardResponse\x12\x1f\n\x07\x64\x65vices\x18\x01 \x03(\x0b\x32\x0e.iot.v1.Device\x12\'\n\x06totals\x18\x02 \x01(\x0b\x32\x17.iot.v1.DashboardTotals\x12\x17\n\x0fnext_page_token\x18\x03 \x01(\t2u\n\x10\x44\x61shboardService\x12\x61\n\x0cGetDashboard\x12\x1b.iot.v1.GetDashboardRequest\x1a\x1c.iot.v1.GetDashboardResponse\"\x16\x82\xd3\xe4\x93\x02\x10\x12\x0e/api/dashboardb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -42,13 +42,13 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETDASHBOARDREQUEST']._serialized_start=85
   _globals['_GETDASHBOARDREQUEST']._serialized_end=145
   _globals['_DASHBOARDTOTALS']._serialized_start=148
-  _globals['_DASHBOARDTOTALS']._serialized_end=462
-  _globals['_DASHBOARDTOTALS_BYFIRMWAREENTRY']._serialized_start=361
-  _globals['_DASHBOARDTOTALS_BYFIRMWAREENTRY']._serialized_end=410
-  _globals['_DASHBOARDTOTALS_BYOTASTATUSENTRY']._serialized_start=412
-  _globals['_DASHBOARDTOTALS_BYOTASTATUSENTRY']._serialized_end=462
-  _globals['_GETDASHBOARDRESPONSE']._serialized_start=464
-  _globals['_GETDASHBOARDRESPONSE']._serialized_end=585
-  _globals['_DASHBOARDSERVICE']._serialized_start=587
-  _globals['_DASHBOARDSERVICE']._serialized_end=704
+  _globals['_DASHBOARDTOTALS']._serialized_end=486
+  _globals['_DASHBOARDTOTALS_BYFIRMWAREENTRY']._serialized_start=385
+  _globals['_DASHBOARDTOTALS_BYFIRMWAREENTRY']._serialized_end=434
+  _globals['_DASHBOARDTOTALS_BYOTASTATUSENTRY']._serialized_start=436
+  _globals['_DASHBOARDTOTALS_BYOTASTATUSENTRY']._serialized_end=486
+  _globals['_GETDASHBOARDRESPONSE']._serialized_start=488
+  _globals['_GETDASHBOARDRESPONSE']._serialized_end=609
+  _globals['_DASHBOARDSERVICE']._serialized_start=611
+  _globals['_DASHBOARDSERVICE']._serialized_end=728
 # @@protoc_insertion_point(module_scope)

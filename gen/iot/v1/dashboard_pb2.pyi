@@ -91,10 +91,15 @@ class DashboardTotals(_message.Message):
     BLOCKED_FIELD_NUMBER: _builtins.int
     BY_FIRMWARE_FIELD_NUMBER: _builtins.int
     BY_OTA_STATUS_FIELD_NUMBER: _builtins.int
+    PRESENCE_KNOWN_FIELD_NUMBER: _builtins.int
     devices: _builtins.int
     online: _builtins.int
     offline: _builtins.int
     blocked: _builtins.int
+    presence_known: _builtins.bool
+    """False while presence is not known for every device (see Device.presence_known): `online`
+    then counts only the devices heard since the broker connection came back.
+    """
     @_builtins.property
     def by_firmware(self) -> _containers.ScalarMap[_builtins.str, _builtins.int]:
         """Device count per firmware version."""
@@ -112,10 +117,11 @@ class DashboardTotals(_message.Message):
         blocked: _builtins.int = ...,
         by_firmware: _abc.Mapping[_builtins.str, _builtins.int] | None = ...,
         by_ota_status: _abc.Mapping[_builtins.str, _builtins.int] | None = ...,
+        presence_known: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["blocked", b"blocked", "by_firmware", b"by_firmware", "by_ota_status", b"by_ota_status", "devices", b"devices", "offline", b"offline", "online", b"online"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["blocked", b"blocked", "by_firmware", b"by_firmware", "by_ota_status", b"by_ota_status", "devices", b"devices", "offline", b"offline", "online", b"online", "presence_known", b"presence_known"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

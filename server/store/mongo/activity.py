@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from server.core.model import ActivityEntry
 from server.ports.store import ActivityFilter, Page, PageRequest
-from server.store.codec import entry_from, entry_matches, entry_record, to_us
+from server.store.codec import ACTIVITY_LIST, entry_from, entry_matches, entry_record, to_us
 from server.store.mongo.common import Collection, Doc, Names, keyset_page, translated
 
 UNIQUE = {"_id": "entryId", "_id_": "entryId"}
@@ -32,12 +32,4 @@ class MongoActivity:
             window["$lt"] = to_us(flt.until)
         if window:
             query["time"] = window
-        return await keyset_page(
-            self._c,
-            kind="activity",
-            query=query,
-            sort_field="time",
-            page=page,
-            descending=True,
-            to_item=_entry,
-        )
+        return await keyset_page(self._c, NAMES, ACTIVITY_LIST, query, page, _entry)

@@ -14,12 +14,13 @@ from contextlib import contextmanager
 from typing import Any, TypeVar
 
 from bson.errors import BSONError
+from pymongo import ReturnDocument
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
-from server.core.errors import InvalidArgument, Unavailable
+from server.core.errors import InvalidArgument, NotFound, Unavailable
 from server.ports.store import Page, PageRequest
-from server.store.codec import Record, already_exists, cut_page, decode_token
+from server.store.codec import ListOrder, Record, already_exists, cut_page, decode_token
 
 log = logging.getLogger(__name__)
 
@@ -83,16 +84,34 @@ def translated(what: str = "record", unique: Mapping[str, str] | None = None) ->
         raise Unavailable(f"database unavailable: {type(exc).__name__}") from None
 
 
+async def find_one(coll: Collection, query: Doc, missing: str) -> Doc:
+    """The first document the query finds, or NotFound(missing)."""
+    with translated():
+        d = await coll.find_one(query)
+    if d is None:
+        raise NotFound(missing)
+    return d
+
+
+async def set_fields(coll: Collection, item_id: str, fields: Doc, missing: str) -> Doc:
+    """$set fields on one document by id and return it as stored after, or NotFound(missing)."""
+    with translated():
+        d = await coll.find_one_and_update({"_id": item_id}, {"$set": fields}, return_document=ReturnDocument.AFTER)
+    if d is None:
+        raise NotFound(missing)
+    return d
+
+
 async def keyset_page(
     coll: Collection,
-    *,
-    kind: str,
+    names: Names,
+    order: ListOrder,
     query: Doc,
-    sort_field: str,
     page: PageRequest,
-    descending: bool,
     to_item: Callable[[Doc], T],
 ) -> Page[T]:
+    """One page in the list's order; the id field is always _id."""
+    kind, sort_field, descending = order.kind, names.field(order.sort), order.descending
     limit = page.limit
     if page.token:
         sort_key, last_id = decode_token(kind, page.token)

@@ -8,12 +8,13 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from pymongo import ReturnDocument, UpdateOne
+from pymongo import UpdateOne
 
 from server.core.errors import NotFound
 from server.core.model import Device, DeviceHealth, Heartbeat, LedState
 from server.ports.store import DeviceFilter, DeviceSummary, Page, PageRequest
 from server.store.codec import (
+    DEVICE_LIST,
     device_from,
     device_matches,
     device_record,
@@ -24,10 +25,11 @@ from server.store.codec import (
     load_extra,
     to_us,
 )
-from server.store.mongo.common import Collection, Doc, Names, keyset_page, translated
+from server.store.mongo.common import Collection, Doc, Names, find_one, keyset_page, set_fields, translated
 
 UNIQUE = {"_id": "deviceId", "_id_": "deviceId"}
 NAMES = Names("device_id", owner_id="owner")
+_MISSING = "device not found"
 # Heartbeat batches go to the server in bulk_writes of at most this many updates: each stays
 # far below socketTimeoutMS even on a slow server (SecantusDB's bulk cost grows faster than
 # linearly with its size), at a negligible cost in round trips on MongoDB.
@@ -82,38 +84,20 @@ class MongoDevices:
         return device
 
     async def get(self, device_id: str) -> Device:
-        with translated():
-            d = await self._c.find_one({"_id": device_id})
-        if d is None:
-            raise NotFound("device not found")
-        return _device(d)
+        return _device(await find_one(self._c, {"_id": device_id}, _MISSING))
 
     async def delete(self, device_id: str) -> None:
         with translated():
             result = await self._c.delete_one({"_id": device_id})
         if result.deleted_count == 0:
-            raise NotFound("device not found")
+            raise NotFound(_MISSING)
 
     async def list(self, flt: DeviceFilter, page: PageRequest) -> Page[Device]:
         query = NAMES.doc(device_matches(flt))
-        return await keyset_page(
-            self._c,
-            kind="devices",
-            query=query,
-            sort_field="createdAt",
-            page=page,
-            descending=False,
-            to_item=_device,
-        )
+        return await keyset_page(self._c, NAMES, DEVICE_LIST, query, page, _device)
 
     async def _set(self, device_id: str, fields: dict[str, Any]) -> Device:
-        with translated():
-            d = await self._c.find_one_and_update(
-                {"_id": device_id}, {"$set": fields}, return_document=ReturnDocument.AFTER
-            )
-        if d is None:
-            raise NotFound("device not found")
-        return _device(d)
+        return _device(await set_fields(self._c, device_id, fields, _MISSING))
 
     async def set_blocked(self, device_id: str, blocked: bool, at: datetime) -> Device:
         return await self._set(device_id, {"blocked": blocked, "updatedAt": to_us(at)})
@@ -162,7 +146,7 @@ class MongoDevices:
             if result.modified_count:
                 return True
             if await self._c.find_one({"_id": device_id}, {"_id": 1}) is None:
-                raise NotFound("device not found")
+                raise NotFound(_MISSING)
         return False
 
     async def mark_stale_offline(self, cutoff: datetime, limit: int) -> builtins.list[str]:

@@ -27,6 +27,8 @@ from server.core.model import (
 )
 from server.ports.store import MAX_IDS_PER_CALL, OtaJobFilter, Page, PageRequest, RolloutFilter
 from server.store.codec import (
+    JOB_LIST,
+    ROLLOUT_LIST,
     job_from,
     job_matches,
     job_record,
@@ -36,7 +38,7 @@ from server.store.codec import (
     status_conflict,
     to_us,
 )
-from server.store.mongo.common import Collection, Doc, Names, keyset_page, translated
+from server.store.mongo.common import Collection, Doc, Names, find_one, keyset_page, translated
 
 JOB_UNIQUE = {"one_active_job": "activeJob", "activeDevice": "activeJob", "_id": "jobId"}
 ROLLOUT_UNIQUE = {
@@ -124,23 +126,11 @@ class MongoOtaJobs:
         return job
 
     async def get(self, job_id: str) -> OtaJob:
-        with translated():
-            d = await self._c.find_one({"_id": job_id})
-        if d is None:
-            raise NotFound("OTA job not found")
-        return _job(d)
+        return _job(await find_one(self._c, {"_id": job_id}, "OTA job not found"))
 
     async def list(self, flt: OtaJobFilter, page: PageRequest) -> Page[OtaJob]:
         query = JOB_NAMES.doc(job_matches(flt))
-        return await keyset_page(
-            self._c,
-            kind="ota_jobs",
-            query=query,
-            sort_field="createdAt",
-            page=page,
-            descending=True,
-            to_item=_job,
-        )
+        return await keyset_page(self._c, JOB_NAMES, JOB_LIST, query, page, _job)
 
     async def transition(
         self,
@@ -226,23 +216,11 @@ class MongoRollouts:
         return rollout
 
     async def get(self, rollout_id: str) -> Rollout:
-        with translated():
-            d = await self._c.find_one({"_id": rollout_id})
-        if d is None:
-            raise NotFound("rollout not found")
-        return _rollout(d)
+        return _rollout(await find_one(self._c, {"_id": rollout_id}, "rollout not found"))
 
     async def list(self, flt: RolloutFilter, page: PageRequest) -> Page[Rollout]:
         query = ROLLOUT_NAMES.doc(rollout_matches(flt))
-        return await keyset_page(
-            self._c,
-            kind="rollouts",
-            query=query,
-            sort_field="createdAt",
-            page=page,
-            descending=True,
-            to_item=_rollout,
-        )
+        return await keyset_page(self._c, ROLLOUT_NAMES, ROLLOUT_LIST, query, page, _rollout)
 
     async def transition(
         self,

@@ -5,18 +5,16 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pymongo import ReturnDocument
-
-from server.core.errors import NotFound
 from server.core.model import Role, User
 from server.ports.store import Page, PageRequest, UserFilter
-from server.store.codec import to_us, user_from, user_matches, user_record
-from server.store.mongo.common import Collection, Doc, Names, keyset_page, translated
+from server.store.codec import USER_LIST, to_us, user_from, user_matches, user_record
+from server.store.mongo.common import Collection, Doc, Names, find_one, keyset_page, set_fields, translated
 
 UNIQUE = {"email": "email", "username": "username", "_id": "userId", "_id_": "userId"}
 
 
 NAMES = Names("user_id")
+_MISSING = "user not found"
 
 
 def _user(d: Doc) -> User:
@@ -33,11 +31,7 @@ class MongoUsers:
         return user
 
     async def _get_by(self, field: str, value: str) -> User:
-        with translated():
-            d = await self._c.find_one({field: value})
-        if d is None:
-            raise NotFound("user not found")
-        return _user(d)
+        return _user(await find_one(self._c, {field: value}, _MISSING))
 
     async def get(self, user_id: str) -> User:
         return await self._get_by("_id", user_id)
@@ -53,24 +47,10 @@ class MongoUsers:
         if flt.email_prefix:
             # a range, not a regex: exact for any unicode prefix and served by the email index
             query["email"] = {"$gte": flt.email_prefix, "$lt": flt.email_prefix + "\U0010ffff"}
-        return await keyset_page(
-            self._c,
-            kind="users",
-            query=query,
-            sort_field="createdAt",
-            page=page,
-            descending=False,
-            to_item=_user,
-        )
+        return await keyset_page(self._c, NAMES, USER_LIST, query, page, _user)
 
     async def _set(self, user_id: str, fields: dict[str, Any]) -> User:
-        with translated():
-            d = await self._c.find_one_and_update(
-                {"_id": user_id}, {"$set": fields}, return_document=ReturnDocument.AFTER
-            )
-        if d is None:
-            raise NotFound("user not found")
-        return _user(d)
+        return _user(await set_fields(self._c, user_id, fields, _MISSING))
 
     async def set_blocked(self, user_id: str, blocked: bool, at: datetime) -> User:
         return await self._set(user_id, {"blocked": blocked, "updatedAt": to_us(at)})

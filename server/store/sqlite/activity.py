@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import sqlite3
-
 from server.core.model import ActivityEntry
 from server.ports.store import ActivityFilter, Page, PageRequest
-from server.store.codec import entry_from, entry_matches, entry_record, to_us
-from server.store.sqlite.common import already_exists, equal_where, insert_sql, keyset_page
-from server.store.sqlite.db import Database, IntegrityViolation
+from server.store.codec import ACTIVITY_LIST, entry_from, entry_matches, entry_record, to_us
+from server.store.sqlite.common import equal_where, insert, keyset_page
+from server.store.sqlite.db import Database
 
 _UNIQUE = {"activity.entry_id": "entryId"}
 
@@ -18,11 +16,7 @@ class SqliteActivity:
         self._db = db
 
     async def append(self, entry: ActivityEntry) -> None:
-        sql, params = insert_sql("activity", entry_record(entry))
-        try:
-            await self._db.write(lambda c: c.execute(sql, params))
-        except IntegrityViolation as exc:
-            raise already_exists(exc, _UNIQUE, "an activity entry") from None
+        await insert(self._db, "activity", entry_record(entry), _UNIQUE, "an activity entry")
 
     async def list(self, flt: ActivityFilter, page: PageRequest) -> Page[ActivityEntry]:
         where, params = equal_where(entry_matches(flt))
@@ -32,19 +26,4 @@ class SqliteActivity:
         if flt.until is not None:
             where.append("time < ?")
             params.append(to_us(flt.until))
-
-        def run(c: sqlite3.Connection) -> Page[ActivityEntry]:
-            return keyset_page(
-                c,
-                kind="activity",
-                table="activity",
-                sort_col="time",
-                id_col="entry_id",
-                where=where,
-                params=params,
-                page=page,
-                descending=True,
-                to_item=entry_from,
-            )
-
-        return await self._db.read(run)
+        return await keyset_page(self._db, "activity", ACTIVITY_LIST, where, params, page, entry_from)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import pathlib
 import sqlite3
 import threading
@@ -29,6 +30,37 @@ T = TypeVar("T")
 BUSY_TIMEOUT_MS = 5000
 READER_THREADS = 4
 MIN_SQLITE = (3, 35, 0)  # RETURNING
+
+
+# The database holds password hashes and device credential hashes: owner-only, like the
+# broker's state. SQLite gives the -wal and -shm files the main file's mode when it creates
+# them, so creating the main file 0600 covers all three.
+DIR_MODE = 0o700
+FILE_MODE = 0o600
+SIDE_FILES = ("-wal", "-shm", "-journal")
+
+
+def private_files(path: pathlib.Path) -> None:
+    """Make the database's directory 0700 and its files 0600, creating the directory and an
+    empty database file that way; files an older server left readable are tightened too."""
+    directory = path.parent
+    directory.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+    _tighten(directory, DIR_MODE)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, FILE_MODE)
+    os.close(fd)
+    for candidate in (path, *(path.with_name(path.name + suffix) for suffix in SIDE_FILES)):
+        if candidate.exists():
+            _tighten(candidate, FILE_MODE)
+
+
+def _tighten(target: pathlib.Path, mode: int) -> None:
+    current = target.stat().st_mode & 0o777
+    if current & ~mode == 0:
+        return
+    try:
+        target.chmod(current & mode)
+    except OSError as exc:  # e.g. a volume owned by another user: serve, but say so
+        log.warning("cannot restrict %s to %o (it is %o): %s", target, mode, current, exc)
 
 
 class IntegrityViolation(Exception):
@@ -77,7 +109,7 @@ class Database:
             )
 
         def setup() -> None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            private_files(self.path)
             conn = self._conn()
             mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
             if str(mode).lower() != "wal":

@@ -13,6 +13,7 @@ from server.core.errors import NotFound
 from server.core.model import Device, DeviceHealth, Heartbeat, LedState
 from server.ports.store import DeviceFilter, DeviceSummary, Page, PageRequest
 from server.store.codec import (
+    DEVICE_LIST,
     device_from,
     device_matches,
     device_record,
@@ -22,10 +23,11 @@ from server.store.codec import (
     heartbeat_health,
     to_us,
 )
-from server.store.sqlite.common import Row, already_exists, equal_where, fetch_one, insert_sql, keyset_page
-from server.store.sqlite.db import Database, IntegrityViolation
+from server.store.sqlite.common import Row, equal_where, insert, keyset_page, read_one, update_one
+from server.store.sqlite.db import Database
 
 _UNIQUE = {"devices.device_id": "deviceId"}
+_MISSING = "device not found"
 
 
 def health_json(health: DeviceHealth | None) -> str | None:
@@ -65,49 +67,23 @@ class SqliteDevices:
         self._db = db
 
     async def create(self, device: Device) -> Device:
-        sql, params = insert_sql("devices", device_record(device, health_json(device.health)))
-        try:
-            await self._db.write(lambda c: c.execute(sql, params))
-        except IntegrityViolation as exc:
-            raise already_exists(exc, _UNIQUE, "a device") from None
+        await insert(self._db, "devices", device_record(device, health_json(device.health)), _UNIQUE, "a device")
         return device
 
     async def get(self, device_id: str) -> Device:
-        row = await self._db.read(lambda c: fetch_one(c, "SELECT * FROM devices WHERE device_id = ?", (device_id,)))
-        if row is None:
-            raise NotFound("device not found")
-        return _device(row)
+        return _device(await read_one(self._db, "SELECT * FROM devices WHERE device_id = ?", (device_id,), _MISSING))
 
     async def delete(self, device_id: str) -> None:
         n = await self._db.write(lambda c: c.execute("DELETE FROM devices WHERE device_id = ?", (device_id,)).rowcount)
         if n == 0:
-            raise NotFound("device not found")
+            raise NotFound(_MISSING)
 
     async def list(self, flt: DeviceFilter, page: PageRequest) -> Page[Device]:
         where, params = equal_where(device_matches(flt))
-
-        def run(c: sqlite3.Connection) -> Page[Device]:
-            return keyset_page(
-                c,
-                kind="devices",
-                table="devices",
-                sort_col="created_at",
-                id_col="device_id",
-                where=where,
-                params=params,
-                page=page,
-                descending=False,
-                to_item=_device,
-            )
-
-        return await self._db.read(run)
+        return await keyset_page(self._db, "devices", DEVICE_LIST, where, params, page, _device)
 
     async def _update(self, device_id: str, assignments: str, params: tuple[Any, ...]) -> Device:
-        sql = f"UPDATE devices SET {assignments} WHERE device_id = ? RETURNING *"  # noqa: S608
-        row = await self._db.write(lambda c: fetch_one(c, sql, (*params, device_id)))
-        if row is None:
-            raise NotFound("device not found")
-        return _device(row)
+        return _device(await update_one(self._db, "devices", "device_id", device_id, assignments, params, _MISSING))
 
     async def set_blocked(self, device_id: str, blocked: bool, at: datetime) -> Device:
         return await self._update(device_id, "blocked = ?, updated_at = ?", (int(blocked), to_us(at)))
@@ -150,7 +126,7 @@ class SqliteDevices:
                 return True
             exists = c.execute("SELECT 1 FROM devices WHERE device_id = ?", (device_id,))
             if exists.fetchone() is None:
-                raise NotFound("device not found")
+                raise NotFound(_MISSING)
             return False
 
         return await self._db.write(run)

@@ -18,6 +18,8 @@ from server.ports.store import (
     RolloutFilter,
 )
 from server.store.codec import (
+    JOB_LIST,
+    ROLLOUT_LIST,
     job_from,
     job_matches,
     job_record,
@@ -27,7 +29,7 @@ from server.store.codec import (
     status_conflict,
     to_us,
 )
-from server.store.sqlite.common import Row, already_exists, equal_where, fetch_one, insert_sql, keyset_page
+from server.store.sqlite.common import Row, already_exists, equal_where, fetch_one, insert, keyset_page, read_one
 from server.store.sqlite.db import Database, IntegrityViolation
 
 _JOB_UNIQUE = {"ota_jobs_one_active": "activeJob", "ota_jobs.device_id": "activeJob",
@@ -72,37 +74,17 @@ class SqliteOtaJobs:
         self._db = db
 
     async def create(self, job: OtaJob) -> OtaJob:
-        sql, params = insert_sql("ota_jobs", job_record(job))
-        try:
-            await self._db.write(lambda c: c.execute(sql, params))
-        except IntegrityViolation as exc:
-            raise already_exists(exc, _JOB_UNIQUE, "an OTA job") from None
+        await insert(self._db, "ota_jobs", job_record(job), _JOB_UNIQUE, "an OTA job")
         return job
 
     async def get(self, job_id: str) -> OtaJob:
-        row = await self._db.read(lambda c: fetch_one(c, "SELECT * FROM ota_jobs WHERE job_id = ?", (job_id,)))
-        if row is None:
-            raise NotFound("OTA job not found")
-        return job_from(row)
+        return job_from(
+            await read_one(self._db, "SELECT * FROM ota_jobs WHERE job_id = ?", (job_id,), "OTA job not found")
+        )
 
     async def list(self, flt: OtaJobFilter, page: PageRequest) -> Page[OtaJob]:
         where, params = equal_where(job_matches(flt))
-
-        def run(c: sqlite3.Connection) -> Page[OtaJob]:
-            return keyset_page(
-                c,
-                kind="ota_jobs",
-                table="ota_jobs",
-                sort_col="created_at",
-                id_col="job_id",
-                where=where,
-                params=params,
-                page=page,
-                descending=True,
-                to_item=job_from,
-            )
-
-        return await self._db.read(run)
+        return await keyset_page(self._db, "ota_jobs", JOB_LIST, where, params, page, job_from)
 
     async def transition(
         self,
@@ -189,37 +171,16 @@ class SqliteRollouts:
         self._db = db
 
     async def create(self, rollout: Rollout) -> Rollout:
-        sql, params = insert_sql("rollouts", rollout_record(rollout))
-        try:
-            await self._db.write(lambda c: c.execute(sql, params))
-        except IntegrityViolation as exc:
-            raise already_exists(exc, _ROLLOUT_UNIQUE, "a rollout") from None
+        await insert(self._db, "rollouts", rollout_record(rollout), _ROLLOUT_UNIQUE, "a rollout")
         return rollout
 
     async def get(self, rollout_id: str) -> Rollout:
-        row = await self._db.read(lambda c: fetch_one(c, "SELECT * FROM rollouts WHERE rollout_id = ?", (rollout_id,)))
-        if row is None:
-            raise NotFound("rollout not found")
-        return rollout_from(row)
+        sql = "SELECT * FROM rollouts WHERE rollout_id = ?"
+        return rollout_from(await read_one(self._db, sql, (rollout_id,), "rollout not found"))
 
     async def list(self, flt: RolloutFilter, page: PageRequest) -> Page[Rollout]:
         where, params = equal_where(rollout_matches(flt))
-
-        def run(c: sqlite3.Connection) -> Page[Rollout]:
-            return keyset_page(
-                c,
-                kind="rollouts",
-                table="rollouts",
-                sort_col="created_at",
-                id_col="rollout_id",
-                where=where,
-                params=params,
-                page=page,
-                descending=True,
-                to_item=rollout_from,
-            )
-
-        return await self._db.read(run)
+        return await keyset_page(self._db, "rollouts", ROLLOUT_LIST, where, params, page, rollout_from)
 
     async def transition(
         self,

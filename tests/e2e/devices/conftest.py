@@ -39,6 +39,7 @@ class RestFleet:
             mqtt["port"],
             mqtt["username"],
             mqtt["password"],
+            client_id=mqtt["clientId"],
             will=(f"devices/{mqtt['username']}/presence", b"offline"),
         )
         self.clients.append(d)

@@ -21,6 +21,7 @@ async def test_register_connect_and_see_it_online_with_its_firmware(rest_fleet: 
     assert status == 200, body
     mqtt = body["mqtt"]
     assert mqtt["username"] == device_id and mqtt["password"] and mqtt["url"].startswith("mqtt://")
+    assert mqtt["clientId"] == device_id  # the broker takes this account under no other client id
     assert body["device"]["deviceId"] == device_id and body["device"]["online"] is False
     status, body = await rest_fleet.call("POST", "/api/device/register", token, {"deviceId": device_id, "name": "x"})
     assert status == 409 and body["code"] == 6

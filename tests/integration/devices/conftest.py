@@ -108,7 +108,6 @@ class Fleet:
             self.broker.port,
             username,
             password,
-            client_id=f"{username}-{uuid.uuid4().hex[:6]}",
             will=(f"devices/{username}/presence", b"offline") if will else None,
         )
         self.clients.append(d)

@@ -165,3 +165,27 @@ async def test_provisioning_without_a_broker_is_unavailable() -> None:
     with pytest.raises(Unavailable):
         await a.create_device_client(new_id(), "pw")
     await a.close()
+
+
+async def test_a_device_account_connects_only_under_its_own_client_id(
+    broker: BrokerUnderTest, admin: DynsecBrokerAdmin, devices: list[DeviceClient]
+) -> None:
+    victim, mine = new_id(), new_id()
+    await admin.create_device_client(victim, "pw-victim")
+    await admin.create_device_client(mine, "pw-mine")
+    v = await connect(broker, devices, victim, "pw-victim")
+    assert v.connack is not None and not v.connack.is_failure
+    thief = DeviceClient(broker.host, broker.port, mine, "pw-mine", client_id=victim)
+    devices.append(thief)
+    await asyncio.to_thread(thief.connect)
+    assert thief.connack is not None and thief.connack.value == NOT_AUTHORIZED
+    await asyncio.sleep(0.3)
+    assert not v.disconnected.is_set()
+
+
+async def test_start_up_binding_is_one_listing_once_every_account_is_bound(
+    broker: BrokerUnderTest, admin: DynsecBrokerAdmin
+) -> None:
+    await admin.create_device_client(new_id(), "pw")
+    await admin.bind_device_client_ids()
+    assert await admin.bind_device_client_ids() == 0

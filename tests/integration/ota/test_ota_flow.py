@@ -18,6 +18,9 @@ import pytest
 from iot.v1 import common_pb2, ota_pb2, ota_pb2_grpc, release_pb2, release_pb2_grpc
 from server import metrics
 from server.app import ControlPlane
+from server.core.caller import Caller
+from server.core.errors import NotFound
+from server.core.model import Role
 from tests.integration.devices.conftest import Api, Fleet, new_id, plane_settings
 from tests.support.mosquitto import BrokerUnderTest, DeviceClient, eventually, mosquitto_broker
 from tests.support.releases import PLATFORM, ReleaseRoot, release_root
@@ -183,6 +186,19 @@ async def test_refusals_409_404_blocked_unknown_and_already_running(fleet: Fleet
     with pytest.raises(grpc.aio.AioRpcError) as off:
         await start(alice, offline.device.device_id)
     assert off.value.code() == grpc.StatusCode.FAILED_PRECONDITION and "offline" in (off.value.details() or "")
+
+
+async def test_a_device_handed_to_start_update_is_still_only_its_owners(fleet: Fleet) -> None:
+    # start_update takes the Device its caller read; a caller who isn't its owner (or an admin)
+    # is answered as if it did not exist, like every other device call.
+    alice, bob = await fleet.user(), await fleet.user()
+    device = await online_device(fleet, alice)
+    stored = await fleet.plane.store.devices.get(device.id)
+    assert fleet.plane.ota is not None
+    with pytest.raises(NotFound, match=f"device {device.id} not found"):
+        await fleet.plane.ota.start_update(Caller(bob.user_id, Role.USER), stored)
+    job = await fleet.plane.ota.start_update(Caller(alice.user_id, Role.USER), stored)
+    assert (job.device_id, job.owner_id, job.to_version) == (device.id, alice.user_id, "1.2.0")
 
 
 async def test_a_device_on_a_blocked_version_is_offered_the_latest_good_one(fleet: Fleet) -> None:

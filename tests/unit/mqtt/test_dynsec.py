@@ -66,16 +66,73 @@ def test_a_new_device_gets_a_role_confined_to_its_topics_and_a_client_holding_it
             "topic": "devices/esp-1/#",
             "allow": True,
         },
-        {"command": "createClient", "username": "esp-1", "password": "pw", "roles": [{"rolename": "device-esp-1"}]},
+        {
+            "command": "createClient",
+            "username": "esp-1",
+            "password": "pw",
+            "roles": [{"rolename": "device-esp-1"}],
+            # Bound: no other account can connect as "esp-1" and take over its session.
+            "clientid": "esp-1",
+        },
     ]
 
 
 def test_an_account_in_shape_only_gets_its_password_set() -> None:
     account = dynsec.device_account("esp-1", "new")
     commands = dynsec.ensure(
-        account, role_found(account.role, account.acls), client_found("esp-1", roles=(account.role,))
+        account, role_found(account.role, account.acls), client_found("esp-1", (account.role,), clientid="esp-1")
     )
     assert commands == [{"command": "setClientPassword", "username": "esp-1", "password": "new"}]
+
+
+@pytest.mark.parametrize("clientid", [None, "", "someone-else"])
+def test_rotation_binds_a_device_account_to_its_client_id(clientid: str | None) -> None:
+    account = dynsec.device_account("esp-1", "new")
+    extra = {} if clientid is None else {"clientid": clientid}
+    commands = dynsec.ensure(
+        account, role_found(account.role, account.acls), client_found("esp-1", (account.role,), **extra)
+    )
+    assert commands == [
+        {"command": "setClientPassword", "username": "esp-1", "password": "new"},
+        {"command": "modifyClient", "username": "esp-1", "clientid": "esp-1"},
+    ]
+
+
+def test_the_backend_is_never_bound_to_a_client_id() -> None:
+    # Each control-plane replica connects with its own client id.
+    account = dynsec.backend_account("backend", "pw")
+    for client in (
+        {"command": "getClient", "error": "Client not found"},
+        client_found("backend", (account.role,)),
+    ):
+        commands = dynsec.ensure(account, role_found(account.role, account.acls), client)
+        assert all("clientid" not in c and c["command"] != "modifyClient" for c in commands)
+
+
+def test_start_up_binds_only_device_accounts_not_yet_bound() -> None:
+    listing = {
+        "command": "listClients",
+        "data": {
+            "clients": [
+                client_found("admin", ("admin",))["data"]["client"],
+                client_found("backend", ("backend",))["data"]["client"],
+                client_found("old-1", ("device-old-1",))["data"]["client"],
+                client_found("old-2", ("device-old-2",), clientid="wrong")["data"]["client"],
+                client_found("new-1", ("device-new-1",), clientid="new-1")["data"]["client"],
+                client_found("hand", ())["data"]["client"],
+                client_found("mixed", ("device-mixed", "admin"))["data"]["client"],
+                client_found("other", ("device-someone",))["data"]["client"],
+                {"username": "grouped", "roles": [{"rolename": "device-grouped"}], "groups": [{"groupname": "g"}]},
+                {"username": "a/b", "roles": [{"rolename": "device-a/b"}], "groups": []},
+                {"roles": []},
+            ]
+        },
+    }
+    assert dynsec.bind_device_client_ids(listing) == [
+        {"command": "modifyClient", "username": "old-1", "clientid": "old-1"},
+        {"command": "modifyClient", "username": "old-2", "clientid": "old-2"},
+    ]
+    assert dynsec.bind_device_client_ids({"command": "listClients", "error": "Internal error"}) == []
 
 
 def test_only_missing_acls_and_a_missing_role_grant_are_sent() -> None:
