@@ -3,14 +3,33 @@
 from __future__ import annotations
 
 import json
+import random
 import socket
 import urllib.error
 import urllib.request
 from typing import Any
 
+# Ports handed out below the kernel's ephemeral range (32768+ on Linux): a port picked with
+# bind(0) comes from that range, and any outgoing connection made before the service binds it
+# may take it as its source port (the demo test lost Envoy's listener that way). Never the same
+# port twice in one process, either.
+_PORT_RANGE = (20000, 32000)
+_handed_out: set[int] = set()
+
 
 def free_port() -> int:
-    with socket.socket() as sock:
+    for _ in range(200):
+        port = random.randrange(*_PORT_RANGE)
+        if port in _handed_out:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
+    with socket.socket() as sock:  # the range is crowded: let the kernel pick
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
 
