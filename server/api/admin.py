@@ -85,8 +85,8 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
             platform=request.platform or None,
         )
         page_request = convert.page_request(request.page_size, request.page_token)
-        stored = await self._devices.list(current_caller(), self._presence.store_filter(flt), page_request, fleet=True)
-        page = self._presence.page(stored, flt.online)
+        caller = current_caller()
+        page = await self._presence.listed(lambda f: self._devices.list(caller, f, page_request, fleet=True), flt)
         status = await self._ota_status.of([s.device for s in page.items])
         return admin_pb2.AdminServiceListDevicesResponse(
             devices=[convert.shown_device(s, status.get(s.device.device_id)) for s in page.items],

@@ -57,8 +57,8 @@ class DeviceServicer(device_pb2_grpc.DeviceServiceServicer):
             firmware_version=request.firmware_version or None,
         )
         page_request = convert.page_request(request.page_size, request.page_token)
-        stored = await self._devices.list(current_caller(), self._presence.store_filter(flt), page_request)
-        page = self._presence.page(stored, flt.online)
+        caller = current_caller()
+        page = await self._presence.listed(lambda f: self._devices.list(caller, f, page_request), flt)
         status = await self._ota_status.of([s.device for s in page.items])
         return device_pb2.ListDevicesResponse(
             devices=[convert.shown_device(s, status.get(s.device.device_id)) for s in page.items],

@@ -21,6 +21,7 @@ losing its broker connection does not flip devices that other replicas still hea
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
@@ -88,3 +89,10 @@ class PresenceView:
         if online is not None:
             shown = [s for s in shown if s.device.online is online]
         return Page(shown, page.next_page_token)
+
+    async def listed(
+        self, fetch: Callable[[DeviceFilter], Awaitable[Page[Device]]], flt: DeviceFilter
+    ) -> Page[ShownDevice]:
+        """One listing as shown: `fetch` reads the store with the filter rewritten for presence
+        (see store_filter), and the page keeps only what matches `flt.online` as shown."""
+        return self.page(await fetch(self.store_filter(flt)), flt.online)
